@@ -1,7 +1,7 @@
 // Broker options, all read from lib/config. Fault tolerance is set on purpose (Moleculer leaves it
 // off): every value below says why it is what it is.
 import type { BrokerOptions, Errors } from "moleculer";
-import { loadConfig, Config } from "./lib/config";
+import { loadConfig, Config, redisConnection } from "./lib/config";
 
 export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { voketag: Config } {
   return {
@@ -76,19 +76,6 @@ export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { 
     },
     metrics: { enabled: true, reporter: [] },
     voketag: config,
-  };
-}
-
-/** ioredis takes a URL or an options object, not both: the URL's parts go into the options. */
-export function redisConnection(url: string) {
-  const u = new URL(url);
-  return {
-    host: u.hostname || "127.0.0.1",
-    port: Number(u.port || 6379),
-    username: u.username ? decodeURIComponent(u.username) : undefined,
-    password: u.password ? decodeURIComponent(u.password) : undefined,
-    db: u.pathname && u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
-    tls: u.protocol === "rediss:" ? {} : undefined,
   };
 }
 

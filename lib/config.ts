@@ -2,6 +2,7 @@
 // once. Durations are integer seconds (ARCHITECTURE.md); secrets may come from `<NAME>_FILE`.
 import fs from "node:fs";
 import path from "node:path";
+import { parseRetrySchedule } from "./retry-schedule";
 
 export const ALL_SERVICES = ["api", "factory", "scan", "anchor", "admin", "webhooks"] as const;
 export type ServiceName = (typeof ALL_SERVICES)[number];
@@ -33,7 +34,19 @@ export interface Config {
     maxFeeGwei: number;
     chainId: number;
   };
-  webhooks: { allowPrivate: boolean };
+  webhooks: {
+    allowPrivate: boolean;
+    /** Delays (s) before each delivery attempt; the first is the immediate try. */
+    retrySchedule: number[];
+    timeoutSeconds: number;
+    /** How long a worker holds a claimed delivery; must outlast timeoutSeconds. */
+    leaseSeconds: number;
+    concurrency: number;
+    pollMs: number;
+    retentionSeconds: number;
+  };
+  /** Requests per minute: per API key, per user, per client network, per device (public routes). */
+  rateLimits: { key: number; user: number; network: number; device: number };
   outboxPollMs: number;
 }
 
@@ -108,8 +121,51 @@ export function loadConfig(env: Env = process.env): Config {
       maxFeeGwei: int(env, "ANCHOR_MAX_FEE_GWEI", 200, 1),
       chainId: int(env, "ANCHOR_DEV_CHAIN_ID", 1337, 1),
     },
-    webhooks: { allowPrivate: env.WEBHOOKS_ALLOW_PRIVATE === "1" },
+    webhooks: webhookSettings(env),
+    rateLimits: {
+      key: int(env, "RATE_LIMIT_KEY", 1200, 1),
+      user: int(env, "RATE_LIMIT_USER", 600, 1),
+      network: int(env, "RATE_LIMIT_NETWORK", 600, 1),
+      device: int(env, "RATE_LIMIT_DEVICE", 120, 1),
+    },
     // Milliseconds, not a user-facing duration: how often the relay sweeps for rows it was not poked about.
     outboxPollMs: int(env, "OUTBOX_POLL_MS", 1000, 10),
+  };
+}
+
+/** ioredis takes a URL or an options object, not both: the URL's parts go into the options. */
+export function redisConnection(url: string) {
+  const u = new URL(url);
+  return {
+    host: u.hostname || "127.0.0.1",
+    port: Number(u.port || 6379),
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    db: u.pathname && u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+    tls: u.protocol === "rediss:" ? {} : undefined,
+  };
+}
+
+function webhookSettings(env: Env): Config["webhooks"] {
+  let retrySchedule: number[];
+  try {
+    retrySchedule = parseRetrySchedule(env.WEBHOOK_RETRY_SCHEDULE);
+  } catch (err) {
+    throw new ConfigError(`WEBHOOK_RETRY_SCHEDULE: ${(err as Error).message}`);
+  }
+  const timeoutSeconds = int(env, "WEBHOOK_TIMEOUT", 15, 1);
+  const leaseSeconds = int(env, "WEBHOOK_LEASE", timeoutSeconds + 45, 1);
+  // A worker still waiting on a receiver must never lose its lease to another node.
+  if (leaseSeconds <= timeoutSeconds + 1) throw new ConfigError("WEBHOOK_LEASE must be longer than WEBHOOK_TIMEOUT + 1");
+  return {
+    // Loopback and RFC 1918 receivers (tests, private networks); link-local and metadata never.
+    allowPrivate: env.WEBHOOKS_ALLOW_PRIVATE === "1",
+    retrySchedule,
+    timeoutSeconds,
+    leaseSeconds,
+    concurrency: int(env, "WEBHOOK_CONCURRENCY", 32, 1),
+    // Milliseconds, like OUTBOX_POLL_MS: how often a worker looks for due deliveries nobody poked it about.
+    pollMs: int(env, "WEBHOOK_POLL_MS", 1000, 10),
+    retentionSeconds: int(env, "WEBHOOK_RETENTION", 30 * 86400, 3600),
   };
 }

@@ -19,6 +19,27 @@ function ganacheOptions(dbPath: string | null, privateKey: string, chainId: numb
   };
 }
 
+/**
+ * ganache loads a native WebSocket server built for older Node ABIs and prints a warning when it
+ * falls back to JavaScript; we never use its WebSocket side, so that warning is only noise.
+ */
+function loadGanache() {
+  const { log, error, warn } = console;
+  const quiet = (orig: (...a: unknown[]) => void) => (...a: unknown[]) => {
+    if (!String(a[0] ?? "").includes("µWS")) orig(...a);
+  };
+  console.log = quiet(log);
+  console.error = quiet(error);
+  console.warn = quiet(warn);
+  try {
+    return require("ganache");
+  } finally {
+    console.log = log;
+    console.error = error;
+    console.warn = warn;
+  }
+}
+
 /** The dev chain's anchoring key, made once and kept with the chain state. */
 export function devChainKey(dataDir: string | null): string {
   if (!dataDir) return "0x" + crypto.randomBytes(32).toString("hex");
@@ -32,7 +53,7 @@ export function devChainKey(dataDir: string | null): string {
 
 /** Starts the in-process chain; dataDir null keeps it in memory. */
 export function startDevChain(opts: { dataDir: string | null; chainId: number; privateKey?: string }): ChainClient {
-  const ganache = require("ganache");
+  const ganache = loadGanache();
   const key = opts.privateKey ?? devChainKey(opts.dataDir);
   let dbPath: string | null = null;
   if (opts.dataDir) {
@@ -45,7 +66,7 @@ export function startDevChain(opts: { dataDir: string | null; chainId: number; p
 
 /** The same chain served over HTTP on loopback: an RPC node for tests of ANCHOR_RPC_URL. */
 export async function startDevChainServer(opts: { port: number; chainId: number; privateKey: string; dataDir?: string | null }) {
-  const ganache = require("ganache");
+  const ganache = loadGanache();
   const dbPath = opts.dataDir ? path.join(opts.dataDir, "db") : null;
   if (dbPath) fs.mkdirSync(dbPath, { recursive: true });
   const server = ganache.server(ganacheOptions(dbPath, opts.privateKey, opts.chainId));

@@ -1,14 +1,14 @@
 // Durable events: which consumers must acknowledge each outbox topic. The relay calls each listed
 // action until it succeeds, so an event survives a consumer being down; consumers are idempotent.
 export const EVENT_CONSUMERS: Record<string, string[]> = {
-  "batch.registered": [],
-  "batch.failed": [],
+  "batch.registered": ["webhooks.onEvent"],
+  "batch.failed": ["webhooks.onEvent"],
   "anchor.submitted": ["factory.onEvent"],
-  "anchor.confirmed": ["factory.onEvent"],
-  "batch.anchored": [],
-  "product.recalled": [],
-  "scan.suspicious": [],
-  "fraud.reported": [],
+  "anchor.confirmed": ["factory.onEvent", "webhooks.onEvent"],
+  "batch.anchored": ["webhooks.onEvent"],
+  "product.recalled": ["webhooks.onEvent"],
+  "scan.suspicious": ["webhooks.onEvent"],
+  "fraud.reported": ["webhooks.onEvent"],
 };
 
 export const EVENT_TOPICS = Object.keys(EVENT_CONSUMERS);

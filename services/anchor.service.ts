@@ -136,9 +136,8 @@ const AnchorService: ServiceSchema = {
         const periodProof = proofFromSerialized(period.tree, period.leaf_count, period.leaf_index);
         return buildProofDocument({
           product: { tag_id: p.id, tenant_id: p.tenant_id, batch_id: p.batch_id, sku: p.sku, name: p.name, serial: p.serial, gtin: p.gtin, lot: p.lot, salt: p.salt },
-          leaf_hash: p.leaf_hash,
           batch: { id: p.batch_id, root: p.root, leaf_count: p.leaf_count, path: batchProof.steps },
-          period: { id: period.id, root: period.root, batch_leaf_hash: period.leaf_hash, path: periodProof.steps },
+          period: { id: period.id, root: period.root, path: periodProof.steps },
           anchor: {
             chain_id: Number(period.chain_id),
             tx_hash: period.tx_hash,
@@ -146,8 +145,7 @@ const AnchorService: ServiceSchema = {
             address: period.address,
             confirmations_required: this.config.anchor.confirmations,
           },
-          issued_at: new Date().toISOString(),
-          issuer: { name: "VokeTag", url: this.config.verificationUrlBase },
+          issuer_url: this.config.verificationUrlBase,
         });
       },
     } as any,

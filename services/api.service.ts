@@ -5,10 +5,13 @@ import crypto from "node:crypto";
 import type { ServiceSchema, Context } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { ConfigMixin } from "../mixins/config.mixin";
+import { redisConnection } from "../lib/config";
 import { verifyAccessToken } from "../lib/jwt";
 import { buildOpenApi, RouteInfo } from "../lib/openapi";
 import { renderDocsPage, DOCS_CSS } from "../lib/docs-page";
-import { clientIp } from "../lib/fingerprint";
+import { clientIp, deviceFingerprint, hashNetwork, validateCidrs } from "../lib/fingerprint";
+import { rateLimitHeaders, RatePolicy, RateDecision } from "../lib/ratelimit";
+import { RateLimiter } from "../mixins/rate-limiter";
 import { renderScanPage, SCAN_PAGE_CSS } from "../lib/scan-page";
 import type { Principal } from "../mixins/principal";
 
@@ -228,6 +231,8 @@ const ApiService: ServiceSchema = {
   events: {
     // The port opens only when every local service has started (ARCHITECTURE.md, Runtime).
     "$broker.started"(this: any) {
+      // Aliases are otherwise regenerated 500 ms after the last service change: build them now.
+      for (const route of this.routes) if (route.opts.autoAliases) this.regenerateAutoAliases(route);
       this.listen();
     },
   },
@@ -287,9 +292,18 @@ const ApiService: ServiceSchema = {
       res.end(JSON.stringify(body));
     },
 
-    // moleculer-web's default 404 goes through sendError -> our JSON shape.
+    // moleculer-web's default 404 goes through sendError -> our JSON shape. A route whose service
+    // has left the cluster (its node died) is a 503 to retry, not a 404.
     send404(this: any, req: any, res: any) {
+      const url = String(req.parsedUrl || req.url || "").split("?")[0];
+      const gone = [...this.knownAliases.values()].some((a: any) => a.isMethod(req.method) && a.match(url));
+      if (gone) return this.sendJsonError(req, res, { name: "ServiceNotFoundError", code: 503, message: "service unavailable" });
       this.sendJsonError(req, res, { name: "NotFoundError", code: 404, type: "NOT_FOUND", message: "no such route" });
+    },
+
+    regenerateAutoAliases(this: any, route: any) {
+      ApiGateway.methods!.regenerateAutoAliases.call(this, route);
+      for (const a of this.aliases) if (a._generated) this.knownAliases.set(`${a.method} ${a.path}`, a);
     },
 
     async authenticate(this: any, ctx: Context<any, any>, _route: any, req: any): Promise<Principal | null> {
@@ -340,7 +354,41 @@ const ApiService: ServiceSchema = {
       return value;
     },
 
-    authorize(this: any, ctx: Context<any, any>, _route: any, req: any) {
+    async authorize(this: any, ctx: Context<any, any>, route: any, req: any, res: any) {
+      this.checkAccess(ctx, req);
+      await this.applyRateLimits(ctx, req, res);
+    },
+
+    /** Per key, per user, or (public routes) per network and per device; 429 with Retry-After. */
+    async applyRateLimits(this: any, ctx: Context<any, any>, req: any, res: any) {
+      const p: Principal | null = ctx.meta.principal;
+      const rl = this.config.rateLimits;
+      const checks: [string, RatePolicy][] = [];
+      if (p?.type === "key") checks.push([p.id, { name: "key", limit: rl.key, windowSeconds: 60 }]);
+      else if (p?.type === "user") checks.push([p.id, { name: "user", limit: rl.user, windowSeconds: 60 }]);
+      else {
+        const c = ctx.meta.client;
+        checks.push([hashNetwork(c.ip), { name: "network", limit: rl.network, windowSeconds: 60 }]);
+        checks.push([deviceFingerprint({ userAgent: c.userAgent, acceptLanguage: c.acceptLanguage, ip: c.ip }), { name: "device", limit: rl.device, windowSeconds: 60 }]);
+      }
+      let worst: { policy: RatePolicy; d: RateDecision } | null = null;
+      for (const [key, policy] of checks) {
+        const d = await this.limiter.hit(key, policy);
+        if (!worst || !d.allowed || (worst.d.allowed && d.remaining < worst.d.remaining)) worst = { policy, d };
+        if (!d.allowed) break;
+      }
+      if (!worst) return;
+      const headers = rateLimitHeaders(worst.policy, worst.d);
+      for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+      if (!worst.d.allowed)
+        throw Object.assign(new Error(`rate limit exceeded (${worst.policy.name}): retry in ${worst.d.retryAfterSeconds} s`), {
+          code: 429,
+          type: "RATE_LIMITED",
+          data: { retry_after: worst.d.retryAfterSeconds },
+        });
+    },
+
+    checkAccess(this: any, ctx: Context<any, any>, req: any) {
       const action = req.$action || {};
       const auth: string = action.auth || "user";
       const p: Principal | null = ctx.meta.principal = ctx.meta.user || null;
@@ -389,7 +437,14 @@ const ApiService: ServiceSchema = {
       });
     },
   },
+  created(this: any) {
+    this.knownAliases = new Map();
+    // A bad TRUST_PROXY entry fails the start, not every request.
+    validateCidrs(this.config.trustProxy);
+    this.limiter = new RateLimiter(this.config.redisUrl ? redisConnection(this.config.redisUrl) : null, this.config.namespace);
+  },
   async stopped(this: any) {
+    await this.limiter?.close();
     const server: http.Server | undefined = this.httpServer;
     if (!server) return;
     // Stop accepting; idle keep-alive sockets close now, busy ones after their response.

@@ -6,6 +6,7 @@ import FactoryService from "./factory.service";
 import ScanService from "./scan.service";
 import AnchorService from "./anchor.service";
 import AdminService from "./admin.service";
+import WebhooksService from "./webhooks.service";
 
 const SCHEMAS: Record<string, any> = {
   api: ApiService,
@@ -13,6 +14,7 @@ const SCHEMAS: Record<string, any> = {
   scan: ScanService,
   anchor: AnchorService,
   admin: AdminService,
+  webhooks: WebhooksService,
 };
 
 export function createNode(config: Config, options: BrokerOptions): ServiceBroker {

@@ -51,9 +51,10 @@ export async function runJourney(base: string) {
   expect(batch.status).toBe(202);
   expect(batch.body).toMatchObject({ status: "received" });
   const batchId = batch.body.id;
-  const registered = await until(() => api.get(`/v1/batches/${batchId}`, key), (r) => r.body.status === "registered", 30_000);
+  // The anchoring cycle may take the batch on as soon as it is registered: any later status will do.
+  const registered = await until(() => api.get(`/v1/batches/${batchId}`, key), (r) => ["registered", "anchoring", "anchored"].includes(r.body.status), 30_000);
   expect(registered.body.progress).toEqual({ done: 3, total: 3 });
-  expect(registered.body.history.map((h: any) => h.status)).toEqual(["received", "processing", "registered"]);
+  expect(registered.body.history.map((h: any) => h.status).slice(0, 3)).toEqual(["received", "processing", "registered"]);
   const products = await api.get(`/v1/batches/${batchId}/products`, key);
   expect(products.status).toBe(200);
   expect(products.body.items).toHaveLength(3);
