@@ -5,6 +5,7 @@ import path from "node:path";
 import type { ServiceSchema, Context } from "moleculer";
 import { DbMixin } from "../mixins/db.mixin";
 import { IdempotencyMixin } from "../mixins/idempotency.mixin";
+import { AuditMixin } from "../mixins/audit.mixin";
 import { storedKeys } from "../mixins/signing-keys";
 import { badRequest, notFound, tooMany, unauthorized } from "../mixins/errors";
 import { principalOf } from "../mixins/principal";
@@ -22,7 +23,7 @@ const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex"
 
 const AdminService: ServiceSchema = {
   name: "admin",
-  mixins: [DbMixin, IdempotencyMixin],
+  mixins: [DbMixin, IdempotencyMixin, AuditMixin],
   actions: {
     ready: {
       visibility: "public",
@@ -139,9 +140,13 @@ const AdminService: ServiceSchema = {
       params: { name: { type: "string", min: 1, max: 200, trim: true } },
       async handler(this: any, ctx: Context<any, any>) {
         return this.idempotent(ctx, async () => {
-          const { rows } = await this.db.query("INSERT INTO tenants (name) VALUES ($1) RETURNING id, name, status, created_at", [ctx.params.name]);
+          const tenant = await this.db.tx(async (q: Queryable) => {
+            const { rows } = await q.query("INSERT INTO tenants (name) VALUES ($1) RETURNING id, name, status, created_at", [ctx.params.name]);
+            await this.audit(q, ctx, { action: "tenant.create", target_type: "tenant", target_id: rows[0].id, tenant_id: rows[0].id, after: { name: rows[0].name } });
+            return rows[0];
+          });
           ctx.meta.$statusCode = 201;
-          return rows[0];
+          return tenant;
         });
       },
     } as any,
