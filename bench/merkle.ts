@@ -140,7 +140,7 @@ async function main(): Promise<void> {
   console.log(
     JSON.stringify(
       {
-        command: `npx tsx bench/merkle.ts --leaves ${LEAVES} --threads ${THREADS}`,
+        command: `bench/merkle.ts --leaves ${LEAVES} --threads ${THREADS}`,
         leaves: LEAVES,
         threads: THREADS,
         cores: availableParallelism(),
