@@ -26,7 +26,8 @@ function ganacheOptions(dbPath: string | null, privateKey: string, chainId: numb
 function loadGanache() {
   const { log, error, warn } = console;
   const quiet = (orig: (...a: unknown[]) => void) => (...a: unknown[]) => {
-    if (!String(a[0] ?? "").includes("µWS")) orig(...a);
+    const msg = String(a[0] ?? "");
+    if (!msg.includes("µWS") && !msg.includes("Falling back to a NodeJS implementation")) orig(...a);
   };
   console.log = quiet(log);
   console.error = quiet(error);

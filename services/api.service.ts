@@ -98,7 +98,6 @@ const ApiService: ServiceSchema = {
         authorization: true,
         mergeParams: true,
         bodyParsers: { json: { strict: false, limit: "16mb" }, urlencoded: { extended: false, limit: "1mb" } },
-        callOptions: { timeout: 30_000 },
         onBeforeCall(this: any, ctx: Context<any, any>, _route: any, req: any) {
           const action = req.$action || {};
           const method = req.method;
