@@ -2,6 +2,7 @@
 // off): every value below says why it is what it is.
 import type { BrokerOptions, Errors } from "moleculer";
 import { loadConfig, Config, redisConnection } from "./lib/config";
+import { ResilientRedisCacher } from "./mixins/resilient-cacher";
 
 export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { voketag: Config } {
   return {
@@ -21,15 +22,13 @@ export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { 
     // JSONExt keeps Dates, Buffers and BigInts intact between nodes (plain JSON would not).
     serializer: "JSONExt",
     cacher: config.redisUrl
-      ? {
-          type: "Redis",
-          options: {
-            prefix: `${config.namespace}-cache`,
-            ttl: 300,
-            // Scan-path budget: a Redis command gives up after 100 ms rather than delay a verdict.
-            redis: { ...redisConnection(config.redisUrl), commandTimeout: 100, maxRetriesPerRequest: 1, enableOfflineQueue: false },
-          },
-        }
+      ? // Redis down or slow degrades to no cache (mixins/resilient-cacher.ts), never a failed call.
+        new ResilientRedisCacher({
+          prefix: `${config.namespace}-cache`,
+          ttl: 300,
+          // Scan-path budget: a Redis command gives up after 100 ms rather than delay a verdict.
+          redis: { ...redisConnection(config.redisUrl), commandTimeout: 100, maxRetriesPerRequest: 1, enableOfflineQueue: false },
+        })
       : { type: "MemoryLRU", options: { ttl: 300, max: 10000 } },
     // A call that has not answered in 10 s has failed; handlers that legitimately run longer
     // (registration, exports) are asynchronous or stream, and set their own timeout.
@@ -74,7 +73,11 @@ export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { 
         pino: { options: { base: null, timestamp: () => `,"time":"${new Date().toISOString()}"` } },
       },
     },
-    metrics: { enabled: true, reporter: [] },
+    // Every node serves its own series for Prometheus (METRICS_PORT; the api also shows them at /metrics).
+    metrics: {
+      enabled: true,
+      reporter: [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics", defaultLabels: () => ({ namespace: config.namespace, nodeID: config.nodeID ?? "" }) } }],
+    },
     voketag: config,
   };
 }

@@ -48,6 +48,8 @@ export interface Config {
   /** Requests per minute: per API key, per user, per client network, per device (public routes). */
   rateLimits: { key: number; user: number; network: number; device: number };
   outboxPollMs: number;
+  /** Port of this node's Prometheus endpoint (0 = any free port). */
+  metricsPort: number;
 }
 
 export class ConfigError extends Error {}
@@ -130,6 +132,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     // Milliseconds, not a user-facing duration: how often the relay sweeps for rows it was not poked about.
     outboxPollMs: int(env, "OUTBOX_POLL_MS", 1000, 10),
+    metricsPort: int(env, "METRICS_PORT", 0),
   };
 }
 

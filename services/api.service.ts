@@ -176,6 +176,18 @@ const ApiService: ServiceSchema = {
       },
     } as any,
 
+    metrics: {
+      rest: { method: "GET", fullPath: "/metrics" },
+      auth: "user",
+      roles: ["admin", "operator", "auditor"],
+      summary: "This node's metrics in Prometheus text format (scrapers use METRICS_PORT on each node)",
+      handler(this: any, ctx: Context<any, any>) {
+        const reporter = ((this.broker.metrics as any).reporter || []).find((r: any) => typeof r.generatePrometheusResponse === "function");
+        ctx.meta.$responseType = "text/plain; version=0.0.4; charset=utf-8";
+        return reporter ? reporter.generatePrometheusResponse() : "";
+      },
+    } as any,
+
     openapi: {
       rest: { method: "GET", fullPath: "/openapi.json" },
       auth: "public",

@@ -30,8 +30,18 @@ describe("journey on embedded defaults", () => {
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
+  let jwt: Record<string, string>;
   it("carries one batch from registration to a verified proof", async () => {
-    await runJourney(base);
+    ({ jwt } = await runJourney(base));
+  });
+
+  it("serves Prometheus metrics to staff only", async () => {
+    const api = client(base);
+    expect((await api.get("/metrics")).status).toBe(401);
+    const m = await api.get("/metrics", jwt);
+    expect(m.status).toBe(200);
+    expect(m.headers.get("content-type")).toContain("text/plain");
+    expect(m.text).toMatch(/^moleculer_request_total\{.*action="scan.scan".*\} \d+/m);
   });
 
   it("answers health, readiness and the OpenAPI document", async () => {
