@@ -2,10 +2,11 @@
 // off): every value below says why it is what it is.
 import type { BrokerOptions, Errors } from "moleculer";
 import { loadConfig, Config, redisConnection } from "./lib/config";
+import { RequestContextMiddleware, requestLogFields, ZipkinHexExporter } from "./mixins/request-context";
 import { ResilientRedisCacher } from "./mixins/resilient-cacher";
 
 export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { voketag: Config } {
-  return {
+  return <any>{
     namespace: config.namespace,
     nodeID: config.nodeID,
     transporter: config.transporter
@@ -70,7 +71,7 @@ export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { 
       type: "Pino",
       options: {
         level: config.logLevel,
-        pino: { options: { base: null, timestamp: () => `,"time":"${new Date().toISOString()}"` } },
+        pino: { options: { base: null, timestamp: () => `,"time":"${new Date().toISOString()}"`, mixin: requestLogFields } },
       },
     },
     // Every node serves its own series for Prometheus (METRICS_PORT; the api also shows them at /metrics).
@@ -78,6 +79,13 @@ export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { 
       enabled: true,
       reporter: [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics", defaultLabels: () => ({ namespace: config.namespace, nodeID: config.nodeID ?? "" }) } }],
     },
+    middlewares: [RequestContextMiddleware],
+    tracing: config.zipkinUrl
+      ? {
+          enabled: true,
+          exporter: [new (ZipkinHexExporter as any)({ baseURL: config.zipkinUrl, interval: 1, defaultTags: { namespace: config.namespace } })],
+        }
+      : { enabled: false },
     voketag: config,
   };
 }

@@ -48,8 +48,12 @@ export interface Config {
   /** Requests per minute: per API key, per user, per client network, per device (public routes). */
   rateLimits: { key: number; user: number; network: number; device: number };
   outboxPollMs: number;
+  /** Scan path: a scan request gives up (503) after timeoutSeconds; page form tokens live formTtlSeconds. */
+  scan: { timeoutSeconds: number; formTtlSeconds: number };
   /** Port of this node's Prometheus endpoint (0 = any free port). */
   metricsPort: number;
+  /** Zipkin v2 collector (an OTel collector's zipkin receiver works): tracing is on when set. */
+  zipkinUrl: string | null;
 }
 
 export class ConfigError extends Error {}
@@ -132,7 +136,9 @@ export function loadConfig(env: Env = process.env): Config {
     },
     // Milliseconds, not a user-facing duration: how often the relay sweeps for rows it was not poked about.
     outboxPollMs: int(env, "OUTBOX_POLL_MS", 1000, 10),
+    scan: { timeoutSeconds: int(env, "SCAN_TIMEOUT", 5, 1), formTtlSeconds: int(env, "SCAN_FORM_TTL", 86_400, 60) },
     metricsPort: int(env, "METRICS_PORT", 0),
+    zipkinUrl: env.TRACING_ZIPKIN_URL || null,
   };
 }
 
