@@ -8,7 +8,7 @@ import AnchorService from "./anchor.service";
 import AdminService from "./admin.service";
 import WebhooksService from "./webhooks.service";
 
-const SCHEMAS: Record<string, any> = {
+export const SCHEMAS: Record<string, any> = {
   api: ApiService,
   factory: FactoryService,
   scan: ScanService,
