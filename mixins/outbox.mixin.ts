@@ -11,6 +11,7 @@ const BATCH = 200;
 
 export class OutboxRelay {
   private timer: NodeJS.Timeout | null = null;
+  private lagTimer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
   private stopped = false;
@@ -24,6 +25,28 @@ export class OutboxRelay {
   start() {
     this.timer = setInterval(() => this.poke(), this.pollMs);
     this.timer.unref();
+    const m: any = this.broker.metrics;
+    if (!m.getMetric("voketag_outbox_pending")) {
+      m.register({ type: "gauge", name: "voketag_outbox_pending", description: "Outbox events not yet acknowledged by every consumer" });
+      m.register({ type: "gauge", name: "voketag_outbox_lag_seconds", unit: "seconds", description: "Age of the oldest unacknowledged outbox event" });
+      m.register({ type: "counter", name: "voketag_outbox_delivered_total", labelNames: ["topic", "outcome"], description: "Outbox deliveries to consumers by outcome" });
+    }
+    this.lagTimer = setInterval(() => void this.measureLag(), 5000);
+    this.lagTimer.unref();
+  }
+
+  /** Outbox lag for dashboards and the alert on a stuck relay. */
+  private async measureLag() {
+    try {
+      const { rows } = await this.db.query<{ n: number; age: number | null }>(
+        "SELECT count(*) AS n, extract(epoch FROM now() - min(created_at))::float8 AS age FROM outbox WHERE sent_at IS NULL",
+      );
+      const m: any = this.broker.metrics;
+      m.set("voketag_outbox_pending", rows[0].n);
+      m.set("voketag_outbox_lag_seconds", rows[0].age ?? 0);
+    } catch {
+      /* the database being down is reported by readiness */
+    }
   }
 
   /** Sweep now (after a commit that wrote rows); coalesces while a sweep runs. */
@@ -39,6 +62,7 @@ export class OutboxRelay {
   async stop() {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.lagTimer) clearInterval(this.lagTimer);
     await this.running;
   }
 
@@ -75,9 +99,11 @@ export class OutboxRelay {
       for (const consumer of row.pending as string[]) {
         try {
           await this.broker.call(consumer, event, { requestID: row.request_id || undefined });
+          (this.broker.metrics as any).increment("voketag_outbox_delivered_total", { topic: row.topic, outcome: "ok" });
         } catch (err) {
           left.push(consumer);
           lastError = `${consumer}: ${(err as Error).message}`;
+          (this.broker.metrics as any).increment("voketag_outbox_delivered_total", { topic: row.topic, outcome: "retry" });
         }
       }
       if (lastError) this.logger.warn({ event_id: event.id, type: event.type, request_id: row.request_id, error: lastError }, "outbox delivery failed, will retry");
