@@ -17,7 +17,7 @@ describe("TypeScript SDK", () => {
   afterAll(() => node?.stop());
 
   it("names only operations the spec has, with the same method and path", async () => {
-    const spec = await (await fetch(`${base}/openapi.json`)).json();
+    const spec = (await (await fetch(`${base}/openapi.json`)).json()) as object;
     const ops = new Set(listOperations(spec).map((o) => `${o.method} ${o.path}`));
     const missing = Object.entries(OPERATIONS).filter(([, [m, p]]) => !ops.has(`${m} ${p}`)).map(([name, [m, p]]) => `${name}: ${m} ${p}`);
     expect(missing).toEqual([]);
