@@ -97,8 +97,15 @@ export class OutboxRelay {
       const left: string[] = [];
       let lastError: string | null = null;
       for (const consumer of row.pending as string[]) {
+        // A consumer with no live endpoint is skipped at once (its service may be starting or not
+        // deployed): Moleculer's own retries would stall the whole sweep behind this row.
+        if (this.broker.findNextActionEndpoint(consumer) instanceof Error) {
+          left.push(consumer);
+          lastError = `${consumer}: no live endpoint`;
+          continue;
+        }
         try {
-          await this.broker.call(consumer, event, { requestID: row.request_id || undefined });
+          await this.broker.call(consumer, event, { requestID: row.request_id || undefined, retries: 0 });
           (this.broker.metrics as any).increment("voketag_outbox_delivered_total", { topic: row.topic, outcome: "ok" });
         } catch (err) {
           left.push(consumer);

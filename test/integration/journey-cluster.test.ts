@@ -20,7 +20,7 @@ describe("journey on a two-process cluster over NATS", () => {
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     const common = { ...cluster.env, VERIFICATION_URL_BASE: base, ANCHOR_INTERVAL: "1", VOKETAG_ADMIN_EMAIL: ADMIN.email, VOKETAG_ADMIN_PASSWORD: ADMIN.password };
-    workers = await startNode({ ...common, SERVICES: "factory,anchor,admin", NODE_ID: "workers-1" });
+    workers = await startNode({ ...common, SERVICES: "factory,anchor,admin,webhooks", NODE_ID: "workers-1" });
     gateway = await startNode({ ...common, SERVICES: "api,scan", NODE_ID: "gateway-1", PORT: String(port) });
   });
 
@@ -54,7 +54,7 @@ describe("journey on a two-process cluster over NATS", () => {
     const ready = await api.get("/v1/ready");
     expect(ready.status).toBe(503);
     expect(ready.headers.get("retry-after")).toBeTruthy();
-    expect(ready.body.failing).toEqual(expect.arrayContaining(["factory", "anchor", "admin"]));
+    expect(ready.body.failing).toEqual(expect.arrayContaining(["factory", "anchor", "admin", "webhooks"]));
     const login = await api.post("/v1/auth/login", ADMIN);
     expect(login.status).toBe(503);
     expect(login.body.error.code).toBe("SERVICE_UNAVAILABLE");
