@@ -1,5 +1,5 @@
 // Two projects: fast pure unit tests, and suites that start brokers, databases, chains and browsers.
-const transform = { "^.+\\.ts$": ["@swc/jest", { jsc: { target: "es2022", parser: { syntax: "typescript" } } }] };
+const transform = { "^.+\\.ts$": "<rootDir>/test/esbuild-transform.js" };
 module.exports = {
   projects: [
     { displayName: "unit", testEnvironment: "node", transform, testMatch: ["<rootDir>/test/unit/**/*.test.ts"] },

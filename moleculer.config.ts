@@ -17,6 +17,8 @@ export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { 
             // Keep trying to reconnect through a NATS restart instead of giving up after 10 tries.
             maxReconnectAttempts: -1,
             reconnectTimeWait: 500,
+            // Set: the client insists on TLS (no plaintext fallback), with a private CA / client cert if given.
+            ...(config.tls.nats ? { tls: config.tls.nats } : {}),
           },
         }
       : null,
@@ -28,7 +30,7 @@ export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { 
           prefix: `${config.namespace}-cache`,
           ttl: 300,
           // Scan-path budget: a Redis command gives up after 100 ms rather than delay a verdict.
-          redis: { ...redisConnection(config.redisUrl), commandTimeout: 100, maxRetriesPerRequest: 1, enableOfflineQueue: false },
+          redis: { ...redisConnection(config.redisUrl, config.tls.redisCaFile), commandTimeout: 100, maxRetriesPerRequest: 1, enableOfflineQueue: false },
         })
       : { type: "MemoryLRU", options: { ttl: 300, max: 10000 } },
     // A call that has not answered in 10 s has failed; handlers that legitimately run longer

@@ -4,6 +4,7 @@ import { ServiceBroker } from "moleculer";
 import { loadConfig, ConfigError } from "../lib/config";
 import { brokerOptions } from "../moleculer.config";
 import { createNode } from "../services";
+import { startHealthListener } from "../mixins/health-listener";
 
 async function main() {
   let config;
@@ -34,6 +35,8 @@ async function main() {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
   await broker.start();
+  // Probes for every pod, api or not: this node's own liveness and dependencies (k8s/).
+  if (config.healthPort) await startHealthListener(broker, { port: config.healthPort, host: config.host });
 }
 
 main().catch((err) => {

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseRetrySchedule } from "./retry-schedule";
 
-export const ALL_SERVICES = ["api", "factory", "scan", "anchor", "admin", "webhooks"] as const;
+export const ALL_SERVICES = ["api", "factory", "scan", "anchor", "admin", "webhooks", "maintenance"] as const;
 export type ServiceName = (typeof ALL_SERVICES)[number];
 
 export interface Config {
@@ -19,6 +19,10 @@ export interface Config {
   transporter: string | null;
   databaseUrl: string | null;
   redisUrl: string | null;
+  /** TLS to NATS (a tls:// TRANSPORTER or any of the files set) and a private CA for rediss:// (OPERATIONS.md). */
+  tls: { nats: { caFile?: string; certFile?: string; keyFile?: string } | null; redisCaFile: string | null };
+  /** Port of the node's probe listener (/v1/health, /v1/ready about this node only); null: none. */
+  healthPort: number | null;
   services: ServiceName[];
   logLevel: string;
   trustProxy: string[];
@@ -33,6 +37,14 @@ export interface Config {
     intervalSeconds: number;
     maxFeeGwei: number;
     chainId: number;
+    /** How often in-flight anchors are watched (confirmations, reorgs, stuck transactions). */
+    pollSeconds: number;
+    /** A transaction not mined after this long is replaced (same nonce, higher fee). */
+    stuckTimeoutSeconds: number;
+    /** First wait between submission attempts within a cycle; doubles each time. */
+    retryBackoffSeconds: number;
+    /** Below this wallet balance (decimal wei: a string, so the config stays JSON) readiness warns and the alert fires. */
+    lowBalanceWei: string;
   };
   webhooks: {
     allowPrivate: boolean;
@@ -48,6 +60,13 @@ export interface Config {
   /** Requests per minute: per API key, per user, per client network, per device (public routes). */
   rateLimits: { key: number; user: number; network: number; device: number };
   outboxPollMs: number;
+  /** Factory (issue 3): unfinished uploads expire after uploadTtlSeconds; a batch holds at most batchMaxProducts. */
+  factory: { uploadTtlSeconds: number; batchMaxProducts: number };
+  /** Admin (issue 7): outgoing mail, login throttling, privacy retention, the console's address. */
+  mail: { smtpUrl: string | null; from: string; outboxDir: string | null };
+  login: { maxFailures: number; networkMaxFailures: number; windowSeconds: number; lockSeconds: number; slowdownMs: number; inviteTtlSeconds: number; resetTtlSeconds: number };
+  retention: { scanLocationSeconds: number; reportContactSeconds: number; maintenanceIntervalSeconds: number };
+  consoleUrl: string;
   /** Scan path: a scan request gives up (503) after timeoutSeconds; page form tokens live formTtlSeconds. */
   scan: { timeoutSeconds: number; formTtlSeconds: number };
   /** Port of this node's Prometheus endpoint (0 = any free port). */
@@ -69,14 +88,47 @@ function int(env: Env, name: string, def: number, min = 0): number {
   return n;
 }
 
+function wei(env: Env, name: string, def: string): string {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be a whole number of wei, got "${raw}"`);
+  return BigInt(raw.trim()).toString();
+}
+
 /** A secret from NAME or NAME_FILE; production refuses the plain variable (it leaks through `env`). */
 export function secret(env: Env, name: string, production: boolean): string | null {
   const file = env[`${name}_FILE`];
-  if (file) return fs.readFileSync(file, "utf8").trim();
+  if (file) {
+    try {
+      return fs.readFileSync(file, "utf8").trim();
+    } catch (err) {
+      throw new ConfigError(`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
   const plain = env[name];
   if (plain === undefined || plain === "") return null;
   if (production) throw new ConfigError(`${name} must be given as ${name}_FILE in production`);
   return plain;
+}
+
+/**
+ * A connection URL from NAME or NAME_FILE. Production refuses the plain variable only when the URL
+ * carries a password (postgres://user:pw@…, rediss://:pw@…): one without (client certificates,
+ * a .pgpass file, a private network) is configuration, not a secret.
+ */
+export function urlSecret(env: Env, name: string, production: boolean): string | null {
+  const value = secret(env, name, false);
+  if (value && production && !env[`${name}_FILE`] && urlPassword(value))
+    throw new ConfigError(`${name} carries a password: give it as ${name}_FILE in production`);
+  return value;
+}
+
+function urlPassword(url: string): boolean {
+  try {
+    return new URL(url).password !== "";
+  } catch {
+    return /:\/\/[^/@]*:[^/@]+@/.test(url);
+  }
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -91,7 +143,9 @@ export function loadConfig(env: Env = process.env): Config {
     if (!(ALL_SERVICES as readonly string[]).includes(s))
       throw new ConfigError(`SERVICES: unknown service "${s}" (known: ${ALL_SERVICES.join(", ")})`);
   const transporter = env.TRANSPORTER || null;
-  if (transporter && !/^nats:\/\//.test(transporter)) throw new ConfigError("TRANSPORTER must be a nats:// URL");
+  if (transporter && !/^(nats|tls):\/\//.test(transporter)) throw new ConfigError("TRANSPORTER must be a nats:// or tls:// URL");
+  // libpq's password variable would reach pg through the environment, unchecked: files only.
+  if (production && env.PGPASSWORD) throw new ConfigError("PGPASSWORD must not be set in production: give the password in DATABASE_URL_FILE or PGPASSFILE");
   return {
     nodeEnv,
     production,
@@ -104,8 +158,10 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: env.VOKETAG_DATA_DIR === "memory://" ? "memory://" : path.resolve(env.VOKETAG_DATA_DIR || "./data"),
     verificationUrlBase: (env.VERIFICATION_URL_BASE || `http://localhost:${port}`).replace(/\/+$/, ""),
     transporter,
-    databaseUrl: secret(env, "DATABASE_URL", false),
-    redisUrl: env.REDIS_URL || null,
+    databaseUrl: urlSecret(env, "DATABASE_URL", production),
+    redisUrl: urlSecret(env, "REDIS_URL", production),
+    tls: tlsSettings(env, transporter),
+    healthPort: env.HEALTH_PORT ? int(env, "HEALTH_PORT", 0, 1) : null,
     services: services as ServiceName[],
     logLevel: env.LOG_LEVEL || "info",
     trustProxy: (env.TRUST_PROXY || "").split(",").map((s) => s.trim()).filter(Boolean),
@@ -120,12 +176,17 @@ export function loadConfig(env: Env = process.env): Config {
       refreshTtlSeconds: int(env, "REFRESH_TTL", 30 * 86400, 60),
     },
     anchor: {
-      rpcUrl: env.ANCHOR_RPC_URL || null,
+      // Hosted RPC URLs often embed an API key: ANCHOR_RPC_URL_FILE keeps it out of the environment.
+      rpcUrl: urlSecret(env, "ANCHOR_RPC_URL", production),
       privateKey: secret(env, "ANCHOR_PRIVATE_KEY", production),
       confirmations: int(env, "ANCHOR_CONFIRMATIONS", 1, 1),
       intervalSeconds: int(env, "ANCHOR_INTERVAL", 60, 1),
       maxFeeGwei: int(env, "ANCHOR_MAX_FEE_GWEI", 200, 1),
       chainId: int(env, "ANCHOR_DEV_CHAIN_ID", 1337, 1),
+      pollSeconds: int(env, "ANCHOR_POLL_INTERVAL", 5, 1),
+      stuckTimeoutSeconds: int(env, "ANCHOR_STUCK_TIMEOUT", 300, 1),
+      retryBackoffSeconds: int(env, "ANCHOR_RETRY_BACKOFF", 2, 0),
+      lowBalanceWei: wei(env, "ANCHOR_LOW_BALANCE_WEI", "50000000000000000"), // 0.05 ETH: ~1,000 anchors at 2 gwei
     },
     webhooks: webhookSettings(env),
     rateLimits: {
@@ -136,14 +197,53 @@ export function loadConfig(env: Env = process.env): Config {
     },
     // Milliseconds, not a user-facing duration: how often the relay sweeps for rows it was not poked about.
     outboxPollMs: int(env, "OUTBOX_POLL_MS", 1000, 10),
+    // A batch's products, leaf hashes and serial index are held while it registers: 2,000,000 stays well under 1 GB.
+    factory: { uploadTtlSeconds: int(env, "UPLOAD_TTL", 86_400, 60), batchMaxProducts: int(env, "BATCH_MAX_PRODUCTS", 2_000_000, 1) },
+    ...adminSettings(env, production),
     scan: { timeoutSeconds: int(env, "SCAN_TIMEOUT", 5, 1), formTtlSeconds: int(env, "SCAN_FORM_TTL", 86_400, 60) },
     metricsPort: int(env, "METRICS_PORT", 0),
     zipkinUrl: env.TRACING_ZIPKIN_URL || null,
   };
 }
 
+function adminSettings(env: Env, production: boolean): Pick<Config, "mail" | "login" | "retention" | "consoleUrl"> {
+  const dataDir = env.VOKETAG_DATA_DIR === "memory://" ? null : path.resolve(env.VOKETAG_DATA_DIR || "./data");
+  const base = (env.VERIFICATION_URL_BASE || `http://localhost:${env.PORT || 3000}`).replace(/\/+$/, "");
+  return {
+    mail: {
+      smtpUrl: secret(env, "SMTP_URL", production),
+      from: env.MAIL_FROM || "VokeTag <no-reply@voketag.local>",
+      // Without SMTP_URL mail is written as .eml files here (embedded default, tests).
+      outboxDir: env.MAIL_OUTBOX_DIR ? path.resolve(env.MAIL_OUTBOX_DIR) : dataDir ? path.join(dataDir, "outbox") : null,
+    },
+    login: {
+      maxFailures: int(env, "LOGIN_MAX_FAILURES", 5, 1),
+      networkMaxFailures: int(env, "LOGIN_NETWORK_MAX_FAILURES", 20, 1),
+      windowSeconds: int(env, "LOGIN_WINDOW", 900, 1),
+      lockSeconds: int(env, "LOGIN_LOCK", 900, 1),
+      // Milliseconds, like OUTBOX_POLL_MS: the first added delay once failures pile up; it doubles per failure.
+      slowdownMs: int(env, "LOGIN_SLOWDOWN_MS", 250, 0),
+      inviteTtlSeconds: int(env, "INVITE_TTL", 7 * 86_400, 60),
+      resetTtlSeconds: int(env, "PASSWORD_RESET_TTL", 1800, 60),
+    },
+    retention: {
+      scanLocationSeconds: int(env, "RETENTION_SCAN_LOCATION", 90 * 86_400, 3600),
+      reportContactSeconds: int(env, "RETENTION_REPORT_CONTACT", 180 * 86_400, 3600),
+      maintenanceIntervalSeconds: int(env, "MAINTENANCE_INTERVAL", 3600, 1),
+    },
+    consoleUrl: (env.CONSOLE_URL || `${base}/admin`).replace(/\/+$/, ""),
+  };
+}
+
+function tlsSettings(env: Env, transporter: string | null): Config["tls"] {
+  const files = { caFile: env.NATS_TLS_CA_FILE || undefined, certFile: env.NATS_TLS_CERT_FILE || undefined, keyFile: env.NATS_TLS_KEY_FILE || undefined };
+  if (!files.certFile !== !files.keyFile) throw new ConfigError("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together");
+  const wanted = transporter?.startsWith("tls://") || Object.values(files).some(Boolean);
+  return { nats: wanted ? files : null, redisCaFile: env.REDIS_TLS_CA_FILE || null };
+}
+
 /** ioredis takes a URL or an options object, not both: the URL's parts go into the options. */
-export function redisConnection(url: string) {
+export function redisConnection(url: string, tlsCaFile: string | null = null) {
   const u = new URL(url);
   return {
     host: u.hostname || "127.0.0.1",
@@ -151,7 +251,8 @@ export function redisConnection(url: string) {
     username: u.username ? decodeURIComponent(u.username) : undefined,
     password: u.password ? decodeURIComponent(u.password) : undefined,
     db: u.pathname && u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
-    tls: u.protocol === "rediss:" ? {} : undefined,
+    // rediss:// verifies the server against the system CAs, or against REDIS_TLS_CA_FILE when set.
+    tls: u.protocol === "rediss:" ? (tlsCaFile ? { ca: fs.readFileSync(tlsCaFile) } : {}) : undefined,
   };
 }
 

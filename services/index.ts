@@ -7,6 +7,7 @@ import ScanService from "./scan.service";
 import AnchorService from "./anchor.service";
 import AdminService from "./admin.service";
 import WebhooksService from "./webhooks.service";
+import MaintenanceService from "./maintenance.service";
 
 export const SCHEMAS: Record<string, any> = {
   api: ApiService,
@@ -15,6 +16,7 @@ export const SCHEMAS: Record<string, any> = {
   anchor: AnchorService,
   admin: AdminService,
   webhooks: WebhooksService,
+  maintenance: MaintenanceService,
 };
 
 export function createNode(config: Config, options: BrokerOptions): ServiceBroker {
