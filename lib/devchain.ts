@@ -62,7 +62,7 @@ export function startDevChain(opts: { dataDir: string | null; chainId: number; p
     fs.mkdirSync(dbPath, { recursive: true });
   }
   const eip1193 = ganache.provider(ganacheOptions(dbPath, key, opts.chainId));
-  return connectEip1193(eip1193, key, opts.chainId, () => eip1193.disconnect());
+  return connectEip1193(eip1193, key, () => eip1193.disconnect());
 }
 
 /** The same chain served over HTTP on loopback: an RPC node for tests of ANCHOR_RPC_URL. */

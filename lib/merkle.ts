@@ -14,13 +14,14 @@
 // node — so a service can keep it in one bytea column and answer any proof in O(log n) without
 // rebuilding, and big trees are built without one JS object per node.
 //
-// Speed (bench/merkle.ts): hashLeaf/hashNode and every verification use node:crypto. Building big
+// Speed (bench/merkle.ts): hashLeaf/hashNode and every verification use lib/sha256 (node:crypto in Node). Building big
 // trees hashes runs of inner nodes in a small WebAssembly module (4 nodes per SIMD step), which is
 // self-tested against hashNode before first use, and splits the tree across worker threads. The
 // level/promotion rule itself lives in one function (buildLevelRange) used by every path.
-import { hash as nodeHash } from "node:crypto";
-import { availableParallelism } from "node:os";
-import { Worker } from "node:worker_threads";
+// No top-level `node:` imports: lib/proof (and so this file) is bundled for the browser verifier,
+// where hashing falls back to lib/sha256's pure code and the builders below are never called.
+import type { Worker } from "node:worker_threads";
+import { sha256 as sha256Any } from "./sha256";
 
 export const HASH_ALGORITHM = "sha256";
 export const HASH_BYTES = 32;
@@ -42,7 +43,13 @@ export type ProofStep = { position: "left" | "right"; hash: string };
 const HEX64 = /^[0-9a-fA-F]{64}$/;
 
 function sha256(data: Uint8Array): Buffer {
-  return nodeHash(HASH_ALGORITHM, data, "buffer") as unknown as Buffer;
+  const out = sha256Any(data);
+  return Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** A Node built-in, loaded only by the code paths that build trees (never in the browser bundle). */
+function nodeBuiltin<T>(id: string): T {
+  return (process as unknown as { getBuiltinModule(id: string): T }).getBuiltinModule(id);
 }
 
 // Reused input buffers: JS is single-threaded and sha256() does not retain its input.
@@ -476,7 +483,7 @@ function buildLevelRange(
 ): void {
   // Short calls let V8 switch to the optimised WebAssembly code early (it tiers up between calls).
   const WASM_CALL_PAIRS = 2048;
-  const digest = (require("node:crypto") as typeof import("node:crypto")).hash;
+  const digest = (process as unknown as { getBuiltinModule(id: string): typeof import("node:crypto") }).getBuiltinModule("node:crypto").hash;
   const scratch = new Uint8Array(65);
   scratch[0] = prefix;
   let childLo = lo;
@@ -612,7 +619,8 @@ class PoolWorker {
   dead = false;
 
   constructor() {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true });
+    const { Worker: WorkerThread } = nodeBuiltin<typeof import("node:worker_threads")>("node:worker_threads");
+    this.worker = new WorkerThread(WORKER_SOURCE, { eval: true });
     this.worker.unref(); // an idle pool must not keep the process alive
     this.worker.on("message", (m: { id: number; ok: boolean; error?: string }) => {
       const p = this.pending.get(m.id);
@@ -684,7 +692,7 @@ function runJob(store: TreeStore, job: Job): void {
  */
 export async function buildTreeParallel(leafHashes: Buffer[], opts: { threads?: number; engine?: Engine } = {}): Promise<MerkleTree> {
   const n = leafHashes.length;
-  const threads = Math.max(1, Math.floor(opts.threads ?? availableParallelism()));
+  const threads = Math.max(1, Math.floor(opts.threads ?? nodeBuiltin<typeof import("node:os")>("node:os").availableParallelism()));
   if (threads === 1 || n < PARALLEL_MIN_LEAVES) return buildTree(leafHashes, opts);
   const sizes = levelSizes(n);
   const offsets = levelOffsets(sizes);

@@ -2,7 +2,6 @@
 // needed to check a product's registration offline (leaf → batch root → period root) and, with any
 // public RPC, on chain (period root in the calldata of a transaction from VokeTag's address).
 // docs/PROOFS.md is the normative description; keep the two in step.
-import type { Provider } from "ethers";
 import { decodeAnchorCalldata } from "./anchor-payload";
 import { canonicalBytes } from "./canonical";
 import { hashLeaf, indexFromProof, rootFromProof, type ProofStep } from "./merkle";
@@ -366,28 +365,35 @@ export async function verifyProofDocument(
   return { valid: checks.every((c) => c.ok), checks };
 }
 
-/** ChainReader over any ethers 6 provider (JSON-RPC, browser wallet, …). */
-export function ethersChainReader(provider: Provider): ChainReader {
+const rpcNumber = (v: unknown): number | null => (v === null || v === undefined ? null : Number(BigInt(v as string)));
+
+/**
+ * ChainReader over any EVM JSON-RPC `send` (an HTTP endpoint through lib/json-rpc, or an EIP-1193
+ * provider): eth_getTransactionByHash, eth_getTransactionReceipt, eth_blockNumber and eth_chainId,
+ * exactly the four calls docs/PROOFS.md §8 names.
+ */
+export function jsonRpcChainReader(send: (method: string, params: unknown[]) => Promise<any>): ChainReader {
   return {
     async getAnchorTransaction(txHash: string) {
-      const [tx, receipt, head, network] = await Promise.all([
-        provider.getTransaction(txHash),
-        provider.getTransactionReceipt(txHash),
-        provider.getBlockNumber(),
-        provider.getNetwork(),
+      const [tx, receipt, head, chainId] = await Promise.all([
+        send("eth_getTransactionByHash", [txHash]),
+        send("eth_getTransactionReceipt", [txHash]),
+        send("eth_blockNumber", []),
+        send("eth_chainId", []),
       ]);
       if (!tx) return null;
-      const blockNumber = receipt?.blockNumber ?? tx.blockNumber ?? null;
+      const blockNumber = rpcNumber(receipt?.blockNumber) ?? rpcNumber(tx.blockNumber);
+      const headNumber = rpcNumber(head) ?? 0;
       return {
-        // The network the provider is on is where the transaction was found.
-        chainId: Number(network.chainId),
-        from: tx.from,
-        to: tx.to,
-        data: tx.data,
+        // The chain the endpoint serves is where the transaction was found.
+        chainId: rpcNumber(chainId) ?? 0,
+        from: String(tx.from),
+        to: tx.to ?? null,
+        data: tx.input ?? tx.data ?? "0x",
         blockNumber,
-        // A mined transaction has at least one confirmation even if the head we read lags (ethers
-        // caches it briefly); a lagging head can only undercount, never overcount.
-        confirmations: blockNumber === null ? 0 : Math.max(head, blockNumber) - blockNumber + 1,
+        // Head and receipt are read in parallel: a head that lags the receipt still counts the
+        // transaction's own block, so confirmations can only be undercounted, never overcounted.
+        confirmations: blockNumber === null ? 0 : Math.max(headNumber, blockNumber) - blockNumber + 1,
       };
     },
   };

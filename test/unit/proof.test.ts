@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { BrowserProvider, type Provider } from "ethers";
+import { BrowserProvider } from "ethers";
 import {
   ANCHOR_MAGIC,
   ANCHOR_PAYLOAD_BYTES,
@@ -13,7 +13,7 @@ import {
   batchLeafHash,
   buildProofDocument,
   CHAIN_CHECKS,
-  ethersChainReader,
+  jsonRpcChainReader,
   HASH_CHECKS,
   ledgerHeadLeafHash,
   parseProofDocument,
@@ -425,32 +425,39 @@ describe("parseProofDocument", () => {
   });
 });
 
-describe("ethersChainReader", () => {
-  function fakeProvider(tx: object | null, receipt: object | null, head: number, chainId: bigint): Provider {
-    return {
-      getTransaction: async () => tx,
-      getTransactionReceipt: async () => receipt,
-      getBlockNumber: async () => head,
-      getNetwork: async () => ({ chainId }),
-    } as unknown as Provider;
+describe("jsonRpcChainReader", () => {
+  const q = (n: number | bigint) => "0x" + n.toString(16);
+  /** A node answering the four calls of docs/PROOFS.md §8, and recording what it was asked. */
+  function fakeNode(tx: object | null, receipt: object | null, head: number, chainId: number) {
+    const asked: string[] = [];
+    const send = async (method: string) => {
+      asked.push(method);
+      if (method === "eth_getTransactionByHash") return tx;
+      if (method === "eth_getTransactionReceipt") return receipt;
+      if (method === "eth_blockNumber") return q(head);
+      if (method === "eth_chainId") return q(chainId);
+      throw new Error(`unexpected ${method}`);
+    };
+    return { send, asked };
   }
 
   it("maps a mined transaction, counting confirmations from its block", async () => {
     const data = encodeAnchorCalldata(randomBytes(32));
-    const reader = ethersChainReader(fakeProvider({ from: "0xAbC", to: "0xdef", data, blockNumber: 100 }, { blockNumber: 100 }, 111, 31337n));
-    expect(await reader.getAnchorTransaction("0x" + hex(32))).toEqual({ chainId: 31337, from: "0xAbC", to: "0xdef", data, blockNumber: 100, confirmations: 12 });
+    const node = fakeNode({ from: "0xAbC", to: "0xdef", input: data, blockNumber: q(100) }, { blockNumber: q(100) }, 111, 31337);
+    expect(await jsonRpcChainReader(node.send).getAnchorTransaction("0x" + hex(32))).toEqual({ chainId: 31337, from: "0xAbC", to: "0xdef", data, blockNumber: 100, confirmations: 12 });
+    expect(node.asked.sort()).toEqual(["eth_blockNumber", "eth_chainId", "eth_getTransactionByHash", "eth_getTransactionReceipt"]);
   });
 
   it("counts a mined transaction as confirmed once even when the head read lags", async () => {
-    const reader = ethersChainReader(fakeProvider({ from: "0xa", to: null, data: "0x", blockNumber: 100 }, { blockNumber: 100 }, 99, 1n));
-    expect(await reader.getAnchorTransaction("0x" + hex(32))).toMatchObject({ blockNumber: 100, confirmations: 1 });
+    const node = fakeNode({ from: "0xa", to: null, input: "0x", blockNumber: q(100) }, { blockNumber: q(100) }, 99, 1);
+    expect(await jsonRpcChainReader(node.send).getAnchorTransaction("0x" + hex(32))).toMatchObject({ blockNumber: 100, confirmations: 1 });
   });
 
   it("pending: no block, no confirmations; unknown: null", async () => {
-    const pending = ethersChainReader(fakeProvider({ from: "0xa", to: null, data: "0x", blockNumber: null }, null, 50, 1n));
-    expect(await pending.getAnchorTransaction("0x" + hex(32))).toMatchObject({ blockNumber: null, confirmations: 0, to: null, chainId: 1 });
-    const unknown = ethersChainReader(fakeProvider(null, null, 50, 1n));
-    expect(await unknown.getAnchorTransaction("0x" + hex(32))).toBeNull();
+    const pending = fakeNode({ from: "0xa", to: null, input: "0x", blockNumber: null }, null, 50, 1);
+    expect(await jsonRpcChainReader(pending.send).getAnchorTransaction("0x" + hex(32))).toMatchObject({ blockNumber: null, confirmations: 0, to: null, chainId: 1 });
+    const unknown = fakeNode(null, null, 50, 1);
+    expect(await jsonRpcChainReader(unknown.send).getAnchorTransaction("0x" + hex(32))).toBeNull();
   });
 });
 
@@ -474,8 +481,7 @@ describe("against a real EVM (in-process ganache, ethers 6)", () => {
         period: { id: "p1", root: periodTree.root, path: proofFor(periodTree, 1) },
         anchor: { chain_id: 31337, tx_hash: sent.hash, block_number: receipt.blockNumber, address, confirmations_required: 2 },
       });
-      // A fresh provider: ethers caches the block number for a moment per provider.
-      const reader = ethersChainReader(new BrowserProvider(eip1193 as never));
+      const reader = jsonRpcChainReader((method, params) => (eip1193 as any).request({ method, params }));
       const ok = await verifyProofDocument(doc, reader);
       expect(failing(ok)).toEqual([]);
       expect(ok.valid).toBe(true);
