@@ -27,6 +27,22 @@ export function kidFor(privatePem: string): string {
   return crypto.createHash("sha256").update(pub).digest("base64url").slice(0, 16);
 }
 
+/**
+ * JWT_PRIVATE_KEY may hold several PEM private keys one after the other: the first signs, the
+ * others only verify (rotation with keys from files: put the new key first and keep the old one
+ * after it until its last tokens have expired, JWT_TTL seconds).
+ */
+export function parsePrivateKeys(bundle: string): SigningKey[] {
+  const pems = bundle.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----/g) ?? [];
+  if (!pems.length) throw new Error("JWT_PRIVATE_KEY holds no PEM private key");
+  return pems.map((pem) => {
+    const key = crypto.createPrivateKey(pem);
+    if (key.asymmetricKeyType !== "rsa") throw new Error("JWT_PRIVATE_KEY must be RSA keys (RS256)");
+    const privatePem = key.export({ type: "pkcs8", format: "pem" }).toString();
+    return { kid: kidFor(privatePem), privatePem };
+  });
+}
+
 export function publicJwk(key: SigningKey): jose.JWK {
   const jwk = crypto.createPublicKey(key.privatePem).export({ format: "jwk" }) as jose.JWK;
   return { ...jwk, kid: key.kid, alg: "RS256", use: "sig" };
