@@ -6,6 +6,7 @@
 import type { ServiceSchema, Context } from "moleculer";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { IdempotencyMixin } from "../mixins/idempotency.mixin";
+import { AuditMixin } from "../mixins/audit.mixin";
 import { badRequest, conflict, notFound } from "../mixins/errors";
 import { principalOf, tenantOf } from "../mixins/principal";
 import type { Queryable } from "../mixins/database";
@@ -55,7 +56,7 @@ interface Claimed {
 
 const WebhooksService: ServiceSchema = {
   name: "webhooks",
-  mixins: [OutboxMixin, IdempotencyMixin],
+  mixins: [OutboxMixin, IdempotencyMixin, AuditMixin],
   actions: {
     ready: {
       visibility: "public",
@@ -93,11 +94,15 @@ const WebhooksService: ServiceSchema = {
           );
           if (count.rows[0].n >= MAX_ENDPOINTS_PER_TENANT) throw conflict(`a tenant can have at most ${MAX_ENDPOINTS_PER_TENANT} webhook endpoints`);
           const secret = generateSecret();
-          const { rows } = await this.db.query(
-            `INSERT INTO webhook_endpoints (tenant_id, kind, url, description, events, secret, created_by)
-             VALUES ($1, 'endpoint', $2, $3, $4, $5, $6) RETURNING *`,
-            [tenant, ctx.params.url, ctx.params.description ?? null, events, secret, `${p.type}:${p.id}`],
-          );
+          const rows = await this.db.tx(async (q: Queryable) => {
+            const r = await q.query(
+              `INSERT INTO webhook_endpoints (tenant_id, kind, url, description, events, secret, created_by)
+               VALUES ($1, 'endpoint', $2, $3, $4, $5, $6) RETURNING *`,
+              [tenant, ctx.params.url, ctx.params.description ?? null, events, secret, `${p.type}:${p.id}`],
+            );
+            await this.audit(q, ctx, { action: "webhook.create", target_type: "webhook", target_id: r.rows[0].id, tenant_id: tenant, after: { url: ctx.params.url, events } });
+            return r.rows;
+          });
           ctx.meta.$statusCode = 201;
           ctx.meta.$location = `/v1/webhooks/${rows[0].id}`;
           return { ...endpointView(rows[0]), secret };
@@ -160,6 +165,7 @@ const WebhooksService: ServiceSchema = {
           );
           if (!rows.length) throw notFound("webhook endpoint");
           await q.query("UPDATE webhook_deliveries SET status = 'cancelled', lease_token = NULL WHERE endpoint_id = $1 AND status = 'pending'", [ctx.params.id]);
+          await this.audit(q, ctx, { action: "webhook.delete", target_type: "webhook", target_id: ctx.params.id, tenant_id: tenant, before: { url: rows[0].url } });
           return { ...endpointView(rows[0]), deleted: true };
         });
       },
@@ -176,6 +182,7 @@ const WebhooksService: ServiceSchema = {
         return this.idempotent(ctx, async () => {
           const row = await this.db.tx(async (q: Queryable) => {
             await this.endpointOf(q, tenant, ctx.params.id, true);
+            await this.audit(q, ctx, { action: "webhook.rotate_secret", target_type: "webhook", target_id: ctx.params.id, tenant_id: tenant });
             return this.rotate(q, ctx.params.id);
           });
           return { ...endpointView(row), secret: row.secret };
@@ -190,7 +197,7 @@ const WebhooksService: ServiceSchema = {
       summary: "Re-enable an endpoint (disabled by you or by a 410 answer); its held deliveries resume",
       params: { id: idParam },
       async handler(this: any, ctx: Context<any, any>) {
-        const row = await this.setStatus(tenantOf(ctx), ctx.params.id, "enabled", null);
+        const row = await this.setStatus(ctx, tenantOf(ctx), ctx.params.id, "enabled", null);
         this.pokeWorker();
         return endpointView(row);
       },
@@ -203,7 +210,7 @@ const WebhooksService: ServiceSchema = {
       summary: "Pause an endpoint: no new events are queued for it and queued ones wait",
       params: { id: idParam },
       async handler(this: any, ctx: Context<any, any>) {
-        return endpointView(await this.setStatus(tenantOf(ctx), ctx.params.id, "disabled", "disabled by the tenant"));
+        return endpointView(await this.setStatus(ctx, tenantOf(ctx), ctx.params.id, "disabled", "disabled by the tenant"));
       },
     } as any,
 
@@ -221,10 +228,14 @@ const WebhooksService: ServiceSchema = {
           if (ep.kind !== "endpoint") throw conflict("a callback channel has no URL of its own to test");
           if (ep.status !== "enabled") throw conflict("the endpoint is disabled: enable it first");
           const body = messageBody(TEST_EVENT, new Date(), { tenant_id: tenant, endpoint_id: ep.id, message: "This is a test delivery from VokeTag." });
-          const { rows } = await this.db.query(
-            `INSERT INTO webhook_deliveries (endpoint_id, tenant_id, webhook_id, event_type, payload) VALUES ($1, $2, $3, $4, $5) RETURNING *`,
-            [ep.id, tenant, newMessageId(), TEST_EVENT, body],
-          );
+          const rows = await this.db.tx(async (q: Queryable) => {
+            const r = await q.query(
+              `INSERT INTO webhook_deliveries (endpoint_id, tenant_id, webhook_id, event_type, payload) VALUES ($1, $2, $3, $4, $5) RETURNING *`,
+              [ep.id, tenant, newMessageId(), TEST_EVENT, body],
+            );
+            await this.audit(q, ctx, { action: "webhook.test", target_type: "webhook", target_id: ep.id, tenant_id: tenant });
+            return r.rows;
+          });
           this.pokeWorker();
           ctx.meta.$statusCode = 202;
           ctx.meta.$location = `/v1/webhooks/${ep.id}/deliveries/${rows[0].id}`;
@@ -245,6 +256,7 @@ const WebhooksService: ServiceSchema = {
         return this.idempotent(ctx, async () => {
           const row = await this.db.tx(async (q: Queryable) => {
             const ch = await this.callbackChannel(q, tenant);
+            await this.audit(q, ctx, { action: ch.created ? "webhook.callbacks_create" : "webhook.callbacks_rotate", target_type: "webhook", target_id: ch.row.id, tenant_id: tenant });
             // A channel made on the fly by a callback has a secret nobody has seen: rotating keeps
             // callbacks already in flight verifiable while the tenant switches to this one.
             return ch.created ? ch.row : this.rotate(q, ch.row.id);
@@ -315,6 +327,7 @@ const WebhooksService: ServiceSchema = {
                 WHERE id = $1 RETURNING *`,
               [d.id],
             );
+            await this.audit(q, ctx, { action: "webhook.replay", target_type: "webhook_delivery", target_id: d.id, tenant_id: tenant });
             return { ep, row: r.rows[0] };
           });
           this.pokeWorker();
@@ -395,14 +408,17 @@ const WebhooksService: ServiceSchema = {
       return rows[0];
     },
 
-    async setStatus(this: any, tenant: string, id: string, status: "enabled" | "disabled", reason: string | null) {
-      const { rows } = await this.db.query(
-        `UPDATE webhook_endpoints SET status = $3, disabled_reason = $4, disabled_at = CASE WHEN $3 = 'disabled' THEN now() END, updated_at = now()
-          WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *`,
-        [id, tenant, status, reason],
-      );
-      if (!rows.length) throw notFound("webhook endpoint");
-      return rows[0];
+    async setStatus(this: any, ctx: any, tenant: string, id: string, status: "enabled" | "disabled", reason: string | null) {
+      return this.db.tx(async (q: Queryable) => {
+        const { rows } = await q.query(
+          `UPDATE webhook_endpoints SET status = $3, disabled_reason = $4, disabled_at = CASE WHEN $3 = 'disabled' THEN now() END, updated_at = now()
+            WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING *`,
+          [id, tenant, status, reason],
+        );
+        if (!rows.length) throw notFound("webhook endpoint");
+        await this.audit(q, ctx, { action: status === "enabled" ? "webhook.enable" : "webhook.disable", target_type: "webhook", target_id: id, tenant_id: tenant });
+        return rows[0];
+      });
     },
 
     /** The tenant's callback channel, made (with a fresh secret) when it has none. */
