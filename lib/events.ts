@@ -6,7 +6,8 @@ export const EVENT_CONSUMERS: Record<string, string[]> = {
   "anchor.submitted": ["factory.onEvent"],
   "anchor.confirmed": ["factory.onEvent", "webhooks.onEvent"],
   "batch.anchored": ["webhooks.onEvent"],
-  "product.recalled": ["webhooks.onEvent"],
+  "product.recalled": ["webhooks.onEvent", "scan.onEvent"],
+  "product.recall_withdrawn": ["webhooks.onEvent", "scan.onEvent"],
   "scan.suspicious": ["webhooks.onEvent"],
   "fraud.reported": ["webhooks.onEvent"],
 };

@@ -33,8 +33,14 @@ export interface ScanContext {
    * which only sees the latest N scans, so pass it when history is truncated.
    */
   deviceSeenBefore?: boolean;
-  /** Distinct tags this device/network scanned within thresholds.enumeration.window_seconds, this one included. */
+  /** Distinct tags this device scanned within thresholds.enumeration.window_seconds, this one included. */
   deviceRecentDistinctTags: number;
+  /**
+   * Distinct tags scanned from this device's network (/24 or /48) in the same window, this one
+   * included. Optional; it counts as `network / thresholds.enumeration.network_share` tags of one
+   * device, since a network is shared by a household, a shop or a carrier's NAT.
+   */
+  networkRecentDistinctTags?: number;
   /** Fraud reports on this tag, and on its whole batch (this tag's included). */
   reports: { tag: number; batch: number };
 }
@@ -72,8 +78,11 @@ export interface RiskThresholds {
     /** Border tolerance when the scan reports no larger accuracy (border data is approximate). */
     border_margin_m: number;
   };
-  /** Distinct tags one device/network scanned in `window_seconds`: idle up to `normal`, full at `saturate`. */
-  enumeration: { normal: number; saturate: number; window_seconds: number };
+  /**
+   * Distinct tags one device scanned in `window_seconds`: idle up to `normal`, full at `saturate`. A
+   * network's distinct tags count divided by `network_share` (how many devices a network stands for).
+   */
+  enumeration: { normal: number; saturate: number; window_seconds: number; network_share: number };
   /** points = tag reports + batch_report_weight × other reports on the batch; full at `saturate` points. */
   fraud_reports: { batch_report_weight: number; saturate: number };
   /** Normalised value of each product status (active is always 0). */
@@ -125,7 +134,7 @@ export const DEFAULT_RISK_CONFIG: RiskConfig = deepFreeze({
     distinct_devices: { normal: 2, saturate: 8 },
     impossible_travel: { speed_kmh: 900, saturate_kmh: 1800, min_gap_seconds: 300, accuracy_floor_m: 1000 },
     grey_market: { max_accuracy_m: 50_000, border_margin_m: 2000 },
-    enumeration: { normal: 10, saturate: 50, window_seconds: 3600 },
+    enumeration: { normal: 10, saturate: 50, window_seconds: 3600, network_share: 20 },
     fraud_reports: { batch_report_weight: 0.25, saturate: 3 },
     product_status: { recalled: 0.5, void: 1 },
   },
@@ -162,7 +171,12 @@ const THRESHOLD_BOUNDS: { [F in keyof RiskThresholds]: { [K in keyof RiskThresho
     accuracy_floor_m: { min: 0, max: 100_000 },
   },
   grey_market: { max_accuracy_m: { min: 0, max: 10_000_000 }, border_margin_m: { min: 0, max: 100_000 } },
-  enumeration: { normal: COUNT, saturate: COUNT, window_seconds: { min: 1, max: 30 * 86_400, integer: true } },
+  enumeration: {
+    normal: COUNT,
+    saturate: COUNT,
+    window_seconds: { min: 1, max: 30 * 86_400, integer: true },
+    network_share: { min: 1, max: 100_000, integer: true },
+  },
   fraud_reports: { batch_report_weight: { min: 0, max: 1 }, saturate: { min: 0, max: 1_000_000, minExclusive: true } },
   product_status: { recalled: { min: 0, max: 1 }, void: { min: 0, max: 1 } },
 };
@@ -425,14 +439,22 @@ function greyMarket(ctx: ScanContext, t: RiskThresholds["grey_market"]): Raw {
 }
 
 function enumeration(ctx: ScanContext, t: RiskThresholds["enumeration"]): Raw {
-  const n = Math.max(1, count(ctx.deviceRecentDistinctTags));
+  const device = Math.max(1, count(ctx.deviceRecentDistinctTags));
+  const network = count(ctx.networkRecentDistinctTags);
+  // A network stands for up to network_share devices: its sweep counts as one device's share of it.
+  const fromNetwork = Math.ceil(network / t.network_share);
+  const byNetwork = fromNetwork > device;
+  const n = Math.max(device, fromNetwork);
   const norm = ramp(n, t.normal, t.saturate);
   // "the last hour" reads better than "the last 1 hour".
   const window = fmtDuration(t.window_seconds * 1000).replace(/^1 /, "");
+  const who = byNetwork
+    ? `Devices on this network scanned ${plural(network, "different tag")} in the last ${window}, as many as ${plural(n, "tag")} for each of the ${fmtInt(t.network_share)} devices a busy network may hold`
+    : `This device scanned ${plural(device, "different tag")} in the last ${window}`;
   const detail =
     norm > 0
-      ? `This device or network scanned ${plural(n, "different tag")} in the last ${window}, more than the ${t.normal} a shopper would; someone may be harvesting tag codes to copy them.`
-      : `This device or network scanned ${plural(n, "different tag")} in the last ${window}; up to ${t.normal} is normal.`;
+      ? `${who}, more than the ${t.normal} a shopper would; someone may be harvesting tag codes to copy them.`
+      : `${who}; up to ${t.normal} is normal.`;
   return { value: n, norm, detail };
 }
 
@@ -520,4 +542,23 @@ export function verdictFor(
   if (status === "recalled") return "recalled";
   if (status === "void") return "suspicious";
   return risk?.level === "high" ? "suspicious" : "authentic";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counting for the enumeration factor. A distinct count over a sliding window is kept as
+// HyperLogLog sketches in buckets of a sixth of the window: the count reads the current bucket and
+// the six before it, so it covers the whole window (and at most one bucket more). The sketches err
+// by about 1%, well inside the factor's ramp.
+
+export const ENUMERATION_BUCKETS = 6;
+
+/** The bucket a scan at `now` writes to, the buckets a count reads, and how long a bucket must live. */
+export function enumerationBuckets(now: Date, windowSeconds: number): { write: number; read: number[]; ttlSeconds: number } {
+  const t = timeOf(now);
+  if (!Number.isFinite(t)) throw new TypeError("enumerationBuckets: now must be a valid Date");
+  if (!Number.isInteger(windowSeconds) || windowSeconds < 1) throw new RangeError("enumerationBuckets: windowSeconds must be a positive integer");
+  const size = Math.ceil(windowSeconds / ENUMERATION_BUCKETS);
+  const write = Math.floor(t / 1000 / size);
+  const read = Array.from({ length: ENUMERATION_BUCKETS + 1 }, (_, i) => write - ENUMERATION_BUCKETS + i);
+  return { write, read, ttlSeconds: size * (ENUMERATION_BUCKETS + 2) };
 }

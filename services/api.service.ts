@@ -12,7 +12,8 @@ import { renderDocsPage, DOCS_CSS } from "../lib/docs-page";
 import { clientIp, deviceFingerprint, hashNetwork, validateCidrs } from "../lib/fingerprint";
 import { rateLimitHeaders, RatePolicy, RateDecision } from "../lib/ratelimit";
 import { RateLimiter } from "../mixins/rate-limiter";
-import { renderScanPage, SCAN_PAGE_CSS } from "../lib/scan-page";
+import { renderScanPage, renderThankYouPage, renderPrivacyPage, consumerPage, SCAN_PAGE_CSS, SCAN_PAGE_JS } from "../lib/scan-page";
+import { parseDigitalLinkPath } from "../lib/gs1";
 import type { Principal } from "../mixins/principal";
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -156,7 +157,7 @@ const ApiService: ServiceSchema = {
             checks.redis = { ok: false, detail: (err as Error).message };
           }
         }
-        const names = ["factory", "scan", "anchor", "admin"];
+        const names = ["factory", "scan", "anchor", "admin", "webhooks"];
         await Promise.all(
           names.map(async (svc) => {
             try {
@@ -217,15 +218,105 @@ const ApiService: ServiceSchema = {
       },
     } as any,
 
+    // ---- Consumer pages (HTML; the verification itself is one call to scan.verify) ------------
     scanPage: {
       rest: { method: "GET", fullPath: "/r/:token" },
       auth: "public",
-      params: { token: { type: "string", min: 1, max: 200 } },
+      params: { token: "string" },
       summary: "The consumer's verification page for a tag (records one scan)",
       async handler(this: any, ctx: Context<any, any>) {
+        return consumerPage(ctx.meta, async () => {
+          const result: any = await ctx.call("scan.verify", { token: ctx.params.token, channel: "page" });
+          return renderScanPage(result, { lang: ctx.meta.client?.acceptLanguage, token: ctx.params.token });
+        });
+      },
+    } as any,
+
+    gs1Page: {
+      // One alias per shape: the key qualifiers' names are checked by parseDigitalLinkPath (a path
+      // with unknown or out-of-order ones is a not-found page, recording nothing).
+      rest: [
+        { method: "GET", fullPath: "/01/:gtin" },
+        { method: "GET", fullPath: "/01/:gtin/:k1/:v1" },
+        { method: "GET", fullPath: "/01/:gtin/:k1/:v1/:k2/:v2" },
+      ],
+      auth: "public",
+      params: {
+        gtin: "string",
+        k1: { type: "string", optional: true },
+        v1: { type: "string", optional: true },
+        k2: { type: "string", optional: true },
+        v2: { type: "string", optional: true },
+        vt: { type: "any", optional: true },
+      },
+      summary: "GS1 Digital Link (/01/{gtin}/10/{lot}/21/{serial}?vt={token}): the same verification page (records one scan)",
+      async handler(this: any, ctx: Context<any, any>) {
+        return consumerPage(ctx.meta, async () => {
+          // Path parameters arrive decoded: re-encode each so parseDigitalLinkPath checks exactly what was sent.
+          const { gtin, k1, v1, k2, v2, vt } = ctx.params;
+          const seg = [gtin, k1, v1, k2, v2].filter((x) => typeof x === "string").map((x) => encodeURIComponent(x));
+          const parts = parseDigitalLinkPath(`/01/${seg.join("/")}${typeof vt === "string" ? `?vt=${encodeURIComponent(vt)}` : ""}`);
+          if (!parts) throw Object.assign(new Error("not a GS1 Digital Link"), { code: 404 });
+          const expect = { gtin: parts.gtin, ...(parts.lot !== undefined && { lot: parts.lot }), ...(parts.serial !== undefined && { serial: parts.serial }) };
+          const result: any = await ctx.call("scan.verify", { token: parts.token, channel: "gs1", expect });
+          return renderScanPage(result, { lang: ctx.meta.client?.acceptLanguage, token: parts.token });
+        });
+      },
+    } as any,
+
+    scanPageLocate: {
+      rest: { method: "POST", fullPath: "/r/:token/locate" },
+      auth: "public",
+      contentTypes: ["application/x-www-form-urlencoded"],
+      params: { token: "string", scan_id: "string", receipt: "string", lat: "string", lng: "string", accuracy_m: { type: "string", optional: true } },
+      summary: "The page's optional 'share my location' form: adds the location to the scan just made (no new scan)",
+      async handler(this: any, ctx: Context<any, any>) {
+        return consumerPage(ctx.meta, async () => {
+          const num = (v: unknown) => (typeof v === "string" && v.trim() !== "" ? Number(v) : undefined);
+          const acc = num(ctx.params.accuracy_m);
+          const location = { lat: num(ctx.params.lat), lng: num(ctx.params.lng), ...(acc !== undefined && Number.isFinite(acc) && { accuracy_m: acc }) };
+          const result: any = await ctx.call("scan.verify", {
+            token: ctx.params.token,
+            channel: "page",
+            location,
+            refine: { scan_id: ctx.params.scan_id, receipt: ctx.params.receipt },
+          });
+          return renderScanPage(result, { lang: ctx.meta.client?.acceptLanguage, token: ctx.params.token });
+        });
+      },
+    } as any,
+
+    scanPageReport: {
+      rest: { method: "POST", fullPath: "/r/:token/report" },
+      auth: "public",
+      contentTypes: ["application/x-www-form-urlencoded"],
+      params: { token: "string", form: "string", reason: "string", details: { type: "string", optional: true }, contact: { type: "string", optional: true } },
+      summary: "The page's report form (works without JavaScript): files a report, answers a thank-you page",
+      async handler(this: any, ctx: Context<any, any>) {
+        return consumerPage(ctx.meta, async () => {
+          const blank = (v: unknown) => (typeof v === "string" && v.trim() !== "" ? v.trim() : undefined);
+          const details = blank(ctx.params.details);
+          const contact = blank(ctx.params.contact);
+          await ctx.call("scan.pageReport", {
+            token: ctx.params.token,
+            form: ctx.params.form,
+            reason: ctx.params.reason,
+            ...(details && { details }),
+            ...(contact && { contact }),
+          });
+          ctx.meta.$statusCode = 201;
+          return renderThankYouPage({ lang: ctx.meta.client?.acceptLanguage, contact: !!contact });
+        });
+      },
+    } as any,
+
+    privacyPage: {
+      rest: { method: "GET", fullPath: "/privacy" },
+      auth: "public",
+      summary: "The consumer pages' privacy notice",
+      handler(ctx: Context<any, any>) {
         ctx.meta.$responseType = "text/html; charset=utf-8";
-        const result = await ctx.call("scan.verify", { token: ctx.params.token, channel: "page" }, { meta: ctx.meta });
-        return renderScanPage(result as any, { lang: ctx.meta.client?.acceptLanguage });
+        return renderPrivacyPage({ lang: ctx.meta.client?.acceptLanguage });
       },
     } as any,
 
@@ -235,7 +326,19 @@ const ApiService: ServiceSchema = {
       summary: "Stylesheet of the consumer page",
       handler(ctx: Context<any, any>) {
         ctx.meta.$responseType = "text/css; charset=utf-8";
+        ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=3600" };
         return SCAN_PAGE_CSS;
+      },
+    } as any,
+
+    scanPageJs: {
+      rest: { method: "GET", fullPath: "/assets/scan.js" },
+      auth: "public",
+      summary: "The consumer page's only script: offers to share a location",
+      handler(ctx: Context<any, any>) {
+        ctx.meta.$responseType = "text/javascript; charset=utf-8";
+        ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=3600" };
+        return SCAN_PAGE_JS;
       },
     } as any,
   },
@@ -328,7 +431,8 @@ const ApiService: ServiceSchema = {
         const token = authz.replace(/^Bearer\s+/i, "").trim();
         const claims = await this.verifyJwt(ctx, token);
         if (!claims) throw Object.assign(new Error("invalid or expired access token"), { code: 401, type: "UNAUTHORIZED" });
-        const status: any = await ctx.call("admin.principalStatus", { user_id: claims.sub, tenant_id: claims.tenant_id });
+        // The role travels too: a token minted before a role change is refused within the status cache's 5 s.
+        const status: any = await ctx.call("admin.principalStatus", { user_id: claims.sub, tenant_id: claims.tenant_id, role: claims.role });
         if (!status.active) throw Object.assign(new Error(status.reason), { code: 401, type: "UNAUTHORIZED" });
         return {
           type: "user",
@@ -382,13 +486,12 @@ const ApiService: ServiceSchema = {
         checks.push([hashNetwork(c.ip), { name: "network", limit: rl.network, windowSeconds: 60 }]);
         checks.push([deviceFingerprint({ userAgent: c.userAgent, acceptLanguage: c.acceptLanguage, ip: c.ip }), { name: "device", limit: rl.device, windowSeconds: 60 }]);
       }
-      let worst: { policy: RatePolicy; d: RateDecision } | null = null;
-      for (const [key, policy] of checks) {
-        const d = await this.limiter.hit(key, policy);
-        if (!worst || !d.allowed || (worst.d.allowed && d.remaining < worst.d.remaining)) worst = { policy, d };
-        if (!d.allowed) break;
-      }
-      if (!worst) return;
+      // Network and device budgets are checked at once: one Redis round trip's latency, not two.
+      const decisions = await Promise.all(checks.map(([key, policy]) => this.limiter.hit(key, policy)));
+      let worst = { policy: checks[0][1], d: decisions[0] as RateDecision };
+      decisions.forEach((d: RateDecision, i: number) => {
+        if (worst.d.allowed && (!d.allowed || d.remaining < worst.d.remaining)) worst = { policy: checks[i][1], d };
+      });
       const headers = rateLimitHeaders(worst.policy, worst.d);
       for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
       if (!worst.d.allowed)
@@ -452,7 +555,7 @@ const ApiService: ServiceSchema = {
     this.knownAliases = new Map();
     // A bad TRUST_PROXY entry fails the start, not every request.
     validateCidrs(this.config.trustProxy);
-    this.limiter = new RateLimiter(this.config.redisUrl ? redisConnection(this.config.redisUrl) : null, this.config.namespace);
+    this.limiter = new RateLimiter(this.config.redisUrl ? redisConnection(this.config.redisUrl, this.config.tls.redisCaFile) : null, this.config.namespace);
   },
   async stopped(this: any) {
     await this.limiter?.close();

@@ -7,6 +7,7 @@ import {
   type FactorName,
   levelFor,
   mergeRiskConfig,
+  enumerationBuckets,
   type RiskAssessment,
   RiskConfigError,
   type ScanContext,
@@ -286,6 +287,30 @@ describe("factor enumeration", () => {
     expect(contribution(tags(50), "enumeration")).toBe(35);
     expect(contribution(tags(5000), "enumeration")).toBe(35);
     expect(factor(tags(50), "enumeration").detail).toContain("50 different tags");
+  });
+
+  it("counts a network's sweep as one device's share of it (network_share devices per network)", () => {
+    const net = (device: number, network: number) => assessRisk(ctx({ deviceRecentDistinctTags: device, networkRecentDistinctTags: network }));
+    // 200 tags across a network of up to 20 devices: 10 each, still normal.
+    expect(factor(net(1, 200), "enumeration")).toMatchObject({ value: 10, contribution: 0 });
+    expect(factor(net(1, 201), "enumeration")).toMatchObject({ value: 11, contribution: 0.88 });
+    expect(factor(net(1, 1000), "enumeration")).toMatchObject({ value: 50, contribution: 35 });
+    expect(factor(net(1, 1000), "enumeration").detail).toMatch(/^Devices on this network scanned 1,000 different tags in the last hour, as many as 50 tags for each of the 20 devices/);
+    // The device's own count wins when it is the larger, and the detail says "this device".
+    expect(factor(net(30, 100), "enumeration")).toMatchObject({ value: 30, contribution: 17.5 });
+    expect(factor(net(30, 100), "enumeration").detail).toMatch(/^This device scanned 30 different tags/);
+    // Omitted or junk network counts change nothing.
+    expect(factor(net(5, NaN), "enumeration").value).toBe(5);
+    expect(factor(assessRisk(ctx({ deviceRecentDistinctTags: 5 })), "enumeration").value).toBe(5);
+  });
+
+  it("takes network_share and the window from a tenant's override", () => {
+    const cfg = mergeRiskConfig(DEFAULT_RISK_CONFIG, { thresholds: { enumeration: { network_share: 2, window_seconds: 600 } } });
+    const r = assessRisk(ctx({ deviceRecentDistinctTags: 1, networkRecentDistinctTags: 40 }), cfg);
+    expect(factor(r, "enumeration")).toMatchObject({ value: 20 });
+    expect(factor(r, "enumeration").detail).toContain("in the last 10 minutes");
+    expect(() => mergeRiskConfig(DEFAULT_RISK_CONFIG, { thresholds: { enumeration: { network_share: 0 } } })).toThrow("thresholds.enumeration.network_share");
+    expect(() => mergeRiskConfig(DEFAULT_RISK_CONFIG, { thresholds: { enumeration: { network_share: 1.5 } } })).toThrow("must be an integer");
   });
 });
 
@@ -573,5 +598,29 @@ describe("robustness to SQL-shaped input", () => {
     const r = assessRisk(ctx({ priorScanCount: -3, priorDistinctDevices: NaN, deviceRecentDistinctTags: -1, reports: { tag: -1, batch: Infinity } }));
     expect(r.score).toBe(0);
     expect(factor(r, "scan_count").value).toBe(1);
+  });
+});
+
+describe("enumerationBuckets", () => {
+  it("writes the current sixth of the window and reads it with the six before (the whole window, at most a bucket more)", () => {
+    const b = enumerationBuckets(new Date("2025-03-01T12:00:00Z"), 3600);
+    const t = Date.parse("2025-03-01T12:00:00Z") / 1000;
+    expect(b.write).toBe(Math.floor(t / 600));
+    expect(b.read).toEqual([-6, -5, -4, -3, -2, -1, 0].map((d) => b.write + d));
+    expect(b.ttlSeconds).toBe(4800);
+    // Any scan within the last window is in a bucket read now.
+    for (const ago of [0, 1, 599, 600, 3599, 3600]) {
+      const then = enumerationBuckets(new Date((t - ago) * 1000), 3600);
+      expect(b.read).toContain(then.write);
+    }
+    // And nothing older than window + one bucket.
+    expect(b.read).not.toContain(enumerationBuckets(new Date((t - 4201) * 1000), 3600).write);
+  });
+
+  it("rounds small windows up to whole-second buckets and refuses bad input", () => {
+    expect(enumerationBuckets(new Date(60_000), 1)).toEqual({ write: 60, read: [54, 55, 56, 57, 58, 59, 60], ttlSeconds: 8 });
+    expect(() => enumerationBuckets(new Date(NaN), 60)).toThrow(TypeError);
+    expect(() => enumerationBuckets(new Date(), 0)).toThrow(RangeError);
+    expect(() => enumerationBuckets(new Date(), 1.5)).toThrow(RangeError);
   });
 });
