@@ -1,3 +1,4 @@
+/* global __filename */
 // Jest transform: TypeScript to CommonJS with esbuild (already installed with tsx). Chosen over
 // @swc/jest because the registry here lacks some of swc's platform packages, which breaks `npm ci`.
 const { transformSync } = require("esbuild");
