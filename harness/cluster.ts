@@ -4,7 +4,7 @@
 import net from "node:net";
 import { Client } from "pg";
 import { startNode, freePort, NodeHandle } from "../test/support/node-process";
-import { createClusterEnv, ClusterEnv } from "../test/support/cluster";
+import { createClusterEnv, ClusterEnv, ClusterEnvOptions } from "../test/support/cluster";
 
 export interface GroupSpec {
   name: string;
@@ -32,8 +32,13 @@ export interface ClusterNode {
 class Balancer {
   private server: net.Server;
   private next = 0;
+  private clients = new Set<net.Socket>();
   constructor(private targets: () => number[]) {
-    this.server = net.createServer((client) => this.route(client, 0));
+    this.server = net.createServer((client) => {
+      this.clients.add(client);
+      client.once("close", () => this.clients.delete(client));
+      this.route(client, 0);
+    });
   }
   listen(port: number) {
     return new Promise<void>((resolve) => this.server.listen(port, "127.0.0.1", () => resolve()));
@@ -53,7 +58,11 @@ class Balancer {
     client.once("close", () => upstream.destroy());
   }
   close() {
-    return new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Clients' idle keep-alive connections would otherwise hold close() open for a minute.
+    return new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      for (const c of this.clients) c.destroy();
+    });
   }
 }
 
@@ -84,8 +93,8 @@ export class ClusterHarness {
   ) {}
 
   /** Starts every group (workers first, then the gateways) behind one balanced port. */
-  static async start(opts: { groups?: GroupSpec[]; env?: Record<string, string>; name?: string } = {}) {
-    const clusterEnv = await createClusterEnv(opts.name ?? "cluster");
+  static async start(opts: { groups?: GroupSpec[]; env?: Record<string, string>; name?: string; infra?: ClusterEnvOptions } = {}) {
+    const clusterEnv = await createClusterEnv(opts.name ?? "cluster", opts.infra);
     const port = await freePort();
     const common = { ...clusterEnv.env, VERIFICATION_URL_BASE: `http://127.0.0.1:${port}`, ...(opts.env ?? {}) };
     const h = new ClusterHarness(clusterEnv, common);
@@ -94,9 +103,19 @@ export class ClusterHarness {
     const workers = groups.filter((g) => !g.services.split(",").includes("api"));
     const gateways = groups.filter((g) => g.services.split(",").includes("api"));
     const [first, ...rest] = workers.flatMap((g) => Array.from({ length: g.count }, (_, i) => ({ g, i })));
-    if (first) await h.spawn(first.g, first.i);
-    await Promise.all(rest.map(({ g, i }) => h.spawn(g, i)));
-    await Promise.all(gateways.flatMap((g) => Array.from({ length: g.count }, (_, i) => h.spawn(g, i))));
+    const all = async (ps: Promise<unknown>[]) => {
+      const failed = (await Promise.allSettled(ps)).find((r) => r.status === "rejected");
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    };
+    try {
+      if (first) await h.spawn(first.g, first.i);
+      await all(rest.map(({ g, i }) => h.spawn(g, i)));
+      await all(gateways.flatMap((g) => Array.from({ length: g.count }, (_, i) => h.spawn(g, i))));
+    } catch (err) {
+      // A node that failed to start must not leave the others (and the database) behind.
+      await h.stop().catch(() => undefined);
+      throw err;
+    }
     h.balancer = new Balancer(() => h.nodes.filter((n) => n.group === "api" && n.handle.proc.exitCode === null && !n.handle.proc.signalCode).map((n) => n.handle.port!));
     await h.balancer.listen(port);
     h.baseUrl = `http://127.0.0.1:${port}`;
