@@ -11,9 +11,12 @@ interface Command {
   load(): Promise<{ run(argv: string[], io: CliIo): Promise<number> }>;
 }
 
-// Later commands (login, batch, labels) are added here. Loaded with require, not import(): the
-// bin registers tsx's CommonJS hook only, and a command's modules load only when it runs.
+// Loaded with require, not import(): the bin registers tsx's CommonJS hook only, and a command's
+// modules load only when it runs. Server commands go through the SDK (sdk/).
 const COMMANDS: Record<string, Command> = {
+  login: { summary: "save a server and credentials (email and password, or an API key)", load: async () => require("./login") },
+  batch: { summary: "create a batch from a CSV and watch it register; show a batch", load: async () => require("./batch") },
+  labels: { summary: "download a batch's labels (pdf, svg or csv)", load: async () => require("./labels") },
   verify: { summary: "check a product proof document (offline hashes + the anchoring transaction via --rpc)", load: async () => require("./verify") },
 };
 
