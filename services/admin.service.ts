@@ -549,6 +549,8 @@ const AdminService: ServiceSchema = {
         const p = principalOf(ctx);
         const placed = newUserPlacement({ id: p.id, role: p.role, tenant_id: p.tenant_id }, ctx.params);
         if ("status" in placed) throw placed.status === 403 ? forbidden(placed.message) : badRequest(placed.message);
+        // null means "no password" (an invitation), like an absent field.
+        if (ctx.params.password === null) delete ctx.params.password;
         if (ctx.params.password !== undefined) {
           const problem = passwordProblem(ctx.params.password);
           if (problem) throw badRequest(problem);
@@ -564,10 +566,16 @@ const AdminService: ServiceSchema = {
           const user = await this.db.tx(async (q: Queryable) => {
             const dup = await q.query("SELECT 1 FROM users WHERE lower(email) = $1", [email]);
             if (dup.rowCount) throw conflict("a user with this email already exists");
-            const { rows } = await q.query(
-              "INSERT INTO users (email, name, role, tenant_id, password_hash, password_changed_at) VALUES ($1, $2, $3, $4, $5, CASE WHEN $5::text IS NULL THEN NULL ELSE now() END) RETURNING *",
-              [email, ctx.params.name, placed.role, placed.tenant_id, hash],
-            );
+            const { rows } = await q
+              .query(
+                "INSERT INTO users (email, name, role, tenant_id, password_hash, password_changed_at) VALUES ($1, $2, $3, $4, $5, CASE WHEN $5::text IS NULL THEN NULL ELSE now() END) RETURNING *",
+                [email, ctx.params.name, placed.role, placed.tenant_id, hash],
+              )
+              .catch((err: any) => {
+                // Two requests for one address at once: the unique index decides, the loser gets 409.
+                if (err?.code === "23505") throw conflict("a user with this email already exists");
+                throw err;
+              });
             if (token) await this.storeUserToken(q, rows[0].id, "invite", token, this.config.login.inviteTtlSeconds);
             // The audit keeps ids and roles, not names or addresses: an erasure must not leave them in an append-only log.
             await this.audit(q, ctx, { action: "user.create", target_type: "user", target_id: rows[0].id, tenant_id: placed.tenant_id, after: { role: placed.role, tenant_id: placed.tenant_id, invited: !hash } });

@@ -86,7 +86,8 @@ const ApiService: ServiceSchema = {
       origin: "*",
       methods: ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"],
       allowedHeaders: ["Content-Type", "X-API-Key", "Authorization", "Idempotency-Key", "X-Request-Id", "Upload-Offset"],
-      exposedHeaders: ["X-Request-Id", "Retry-After", "RateLimit", "RateLimit-Policy", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Location"],
+      exposedHeaders: ["X-Request-Id", "Retry-After", "RateLimit", "RateLimit-Policy", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Location",
+        "Upload-Offset", "Upload-Length", "Idempotent-Replayed", "X-Total-Pages", "Link", "Content-Disposition"],
       credentials: false,
       maxAge: 600,
     },
@@ -112,7 +113,13 @@ const ApiService: ServiceSchema = {
               });
             }
           }
-          ctx.meta.http = { method, path: req.$alias?.path ?? req.parsedUrl };
+          // Text Postgres cannot store (NUL) or that is not valid UTF-16 (lone surrogates) is bad input,
+          // answered here once for every route instead of as a database error deep inside a service.
+          const bad = badText(req.$params);
+          if (bad) throw Object.assign(new Error(`${bad} contains a NUL character or an unpaired surrogate`), { code: 400, type: "BAD_REQUEST" });
+          const fwd: Record<string, string> = {};
+          for (const h of ["upload-offset", "content-range", "upload-length"]) if (typeof req.headers[h] === "string") fwd[h] = req.headers[h];
+          ctx.meta.http = { method, path: req.$alias?.path ?? req.parsedUrl, headers: fwd };
           const idem = req.headers["idempotency-key"];
           if (idem) ctx.meta.idempotencyKey = String(idem);
           ctx.meta.client = {
@@ -572,6 +579,20 @@ const ApiService: ServiceSchema = {
     });
   },
 };
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** The path of the first string (or key) in v holding NUL or an unpaired surrogate, or null. */
+export function badText(v: unknown, path = "params", depth = 0): string | null {
+  if (typeof v === "string") return v.includes("\u0000") || LONE_SURROGATE.test(v) ? path : null;
+  if (!v || typeof v !== "object" || depth > 32) return null;
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (k.includes("\u0000") || LONE_SURROGATE.test(k)) return `${path} key`;
+    const r = badText(x, Array.isArray(v) ? `${path}[${k}]` : `${path}.${k}`, depth + 1);
+    if (r) return r;
+  }
+  return null;
+}
 
 function hasBody(req: any): boolean {
   return Number(req.headers["content-length"] || 0) > 0 || !!req.headers["transfer-encoding"];

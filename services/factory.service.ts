@@ -83,8 +83,9 @@ const PROGRESS_EVERY_MS = 1000;
 const SPOOL_TTL_SECONDS = 3600;
 // Above this many products a batch-wide status change drops every cached scan lookup at once.
 const BIG_BATCH = 10_000;
-// Rows processed between two turns of the event loop in CPU-bound loops (registration stays in the background).
-const YIELD_EVERY_ROWS = 2000;
+// Rows handed on at a time by the source (one await per step, not per row), and between two turns
+// of the event loop in CPU-bound loops (registration stays in the background).
+const ROWS_PER_STEP = 1000;
 // A product whose printed tag is void has no label (until a replacement tag is issued).
 const PRINTABLE = "NOT EXISTS (SELECT 1 FROM product_tags t WHERE t.tag_id = coalesce(p.tag_id, p.id) AND t.status = 'void')";
 const PRODUCT_COLUMNS = "id, tenant_id, batch_id, ordinal, sku, name, serial, gtin, lot, attributes, token_kid, salt, leaf_hash";
@@ -161,7 +162,11 @@ const FactoryService: ServiceSchema = {
         const requested: string[] = ctx.params.scopes ?? p.scopes;
         if (!p.scopes.includes("*") && !isSubset(requested.includes("*") ? [...API_SCOPES] : requested, p.scopes))
           throw forbidden("a key can only mint keys within its own scopes");
-        return this.idempotent(ctx, () => this.createKey(ctx, tenant, ctx.params.name, requested, `${p.type}:${p.id}`));
+        return this.idempotent(ctx, async () => {
+          const key = await this.createKey(ctx, tenant, ctx.params.name, requested, `${p.type}:${p.id}`);
+          ctx.meta.$statusCode = 201;
+          return key;
+        });
       },
     } as any,
 
@@ -232,6 +237,7 @@ const FactoryService: ServiceSchema = {
         "(columns sku,name,serial,gtin,lot,attributes; name and market_regions as query parameters). Asynchronous: 202 with the batch id",
       successStatus: 202,
       timeout: 0,
+      retryPolicy: { enabled: false },
       params: {
         ...batchBody,
         // Rows are checked by lib/products (row-numbered errors, first 100), not here.
@@ -241,6 +247,7 @@ const FactoryService: ServiceSchema = {
         const tenant = tenantOf(ctx);
         const regions = this.checkRegions(ctx.params.market_regions);
         const name = ctx.params.name ?? null;
+        if (ctx.params.products === null) throw badRequest("products must be an array of products");
         if (ctx.params.products !== undefined) {
           const products = ctx.params.products as unknown[];
           if (products.length > MAX_INLINE_PRODUCTS)
@@ -464,6 +471,7 @@ const FactoryService: ServiceSchema = {
         "Append bytes to an upload at its current offset (Upload-Offset header, Content-Range or ?offset=); 409 with the " +
         "expected offset otherwise. The chunk that completes the file checks its SHA-256 (422 on mismatch) and answers 202 with the batch id",
       timeout: 0,
+      retryPolicy: { enabled: false },
       params: { id: uuidParam, offset: { type: "number", integer: true, min: 0, optional: true, convert: true } },
       async handler(this: any, ctx: Context<any, any>) {
         return this.appendUpload(ctx, tenantOf(ctx));
@@ -557,6 +565,32 @@ const FactoryService: ServiceSchema = {
           setLocation(ctx, `/v1/recalls/${recall.id}`);
           return recallView(recall);
         });
+      },
+    } as any,
+
+    retryBatch: {
+      rest: { method: "POST", fullPath: "/v1/batches/:id/retry" },
+      auth: "key",
+      scope: "batches:write",
+      summary: "Register again a batch that failed on the server's side (its data was kept); 202. A batch that failed on its data needs a corrected batch (409)",
+      successStatus: 202,
+      params: { id: uuidParam },
+      async handler(this: any, ctx: Context<any, any>) {
+        const tenant = tenantOf(ctx);
+        const b = await this.db.tx(async (q: Queryable) => {
+          const { rows } = await q.query("SELECT id, status, source IS NOT NULL AS kept FROM batches WHERE id = $1 AND tenant_id = $2 FOR UPDATE", [ctx.params.id, tenant]);
+          const row = rows[0];
+          if (!row) throw notFound("batch");
+          if (row.status !== "failed") throw conflict(`the batch is ${row.status}, not failed`);
+          if (!row.kept) throw conflict("the batch failed on its data: send a corrected batch");
+          await q.query("UPDATE batches SET status = 'received', errors = NULL, updated_at = now() WHERE id = $1", [row.id]);
+          await this.addHistory(q, row.id, "received", { retry: true });
+          await this.audit(q, ctx, { action: "batch.retry", target_type: "batch", target_id: row.id, tenant_id: tenant, before: { status: "failed" }, after: { status: "received" } });
+          return row;
+        });
+        setImmediate(() => void this.processBatch(b.id, ctx.requestID));
+        ctx.meta.$statusCode = 202;
+        return { id: b.id, status: "received" };
       },
     } as any,
 
@@ -1198,7 +1232,7 @@ const FactoryService: ServiceSchema = {
       // Serials repeated within the file are left to the unique index (see duplicateSerials).
       const checker = new BatchChecker({ serials: false });
       const meter = { bytesDone: 0, bytesTotal: 0 };
-      const it: AsyncIterator<SourceRow | null> = this.sourceRows(source, checker, meter)[Symbol.asyncIterator]();
+      const it: AsyncIterator<(SourceRow | null)[]> = this.sourceRows(source, checker, meter)[Symbol.asyncIterator]();
       try {
         const ring: TokenKeyring = await this.tokenKeyring();
         const batch: BatchInsert = { id: batchId, tenantId, expected: claim.total || 0, kid: ring.active, uploadId: source.kind === "upload" ? source.upload_id : null };
@@ -1219,13 +1253,13 @@ const FactoryService: ServiceSchema = {
      * The source's rows in order: a valid row, or null for an invalid one (its errors are in
      * `checker`). A CSV file is parsed as it is read back from the database, a few MiB at a time.
      */
-    async *sourceRows(this: any, source: any, checker: BatchChecker, meter: { bytesDone: number; bytesTotal: number }): AsyncGenerator<SourceRow | null> {
+    async *sourceRows(this: any, source: any, checker: BatchChecker, meter: { bytesDone: number; bytesTotal: number }): AsyncGenerator<(SourceRow | null)[]> {
       if (source.kind === "inline") {
         // Checked whole when the request came in.
-        let row = 0;
-        for (const product of source.products as Product[]) {
-          yield { product, row: ++row };
-          if (row % YIELD_EVERY_ROWS === 0) await nextTurn();
+        const products = source.products as Product[];
+        for (let i = 0; i < products.length; i += ROWS_PER_STEP) {
+          yield products.slice(i, i + ROWS_PER_STEP).map((product, k) => ({ product, row: i + k + 1 }));
+          await nextTurn();
         }
         return;
       }
@@ -1241,15 +1275,20 @@ const FactoryService: ServiceSchema = {
           yield c;
         }
       };
-      let n = 0;
+      let step: (SourceRow | null)[] = [];
       for await (const { row, record } of csvRecords(counted(), CSV_COLUMNS)) {
         const r = productFromCsv(record, row);
         const product = r.error ? (checker.fail(r.error), null) : checker.check(r.input, row);
         if (checker.count > max) throw new RowsError([{ row, message: tooManyProducts(max).message }]);
-        yield product ? { product, row } : null;
-        // Parsing a stored file never waits on I/O between its reads: let requests and timers in.
-        if (++n % YIELD_EVERY_ROWS === 0) await nextTurn();
+        step.push(product ? { product, row } : null);
+        if (step.length >= ROWS_PER_STEP) {
+          yield step;
+          step = [];
+          // Parsing a stored file never waits on I/O between its reads: let requests and timers in.
+          await nextTurn();
+        }
       }
+      if (step.length) yield step;
       if (!checker.count && checker.ok) throw new RowsError([{ row: 1, message: "the CSV has a header but no product rows" }]);
     },
 
@@ -1296,12 +1335,18 @@ const FactoryService: ServiceSchema = {
      * read, checked and hashed; then the Merkle tree, the registered status and the outbox event in
      * the same transaction.
      */
-    async insertWithCopy(this: any, batch: BatchInsert, it: AsyncIterator<SourceRow | null>, meter: Meter, requestID?: string) {
+    async insertWithCopy(this: any, batch: BatchInsert, it: AsyncIterator<(SourceRow | null)[]>, meter: Meter, requestID?: string) {
       const client: PoolClient = await this.db.pool.connect();
+      // A checked-out client that loses its server emits 'error': without a listener that event
+      // would end the process; the COPY then fails through the pipeline and the batch fails cleanly.
+      const onLost = (err: Error) => this.logger.warn({ batch_id: batch.id, err: err.message }, "database connection lost during COPY");
+      client.on("error", onLost);
       const leaves = new LeafBuffer(batch.expected);
       const rows = new RowEncoder(batch);
       const progress = this.progressTicker(batch.id, () => ({ done: leaves.count, ...meter }));
       let broken = false;
+      const t0 = Date.now();
+      const timings: Record<string, number> = {};
       try {
         await client.query("BEGIN");
         const copy = client.query(copyFrom(`COPY products (${PRODUCT_COLUMNS}) FROM STDIN`));
@@ -1312,10 +1357,13 @@ const FactoryService: ServiceSchema = {
             if (r.done) {
               // Postgres now runs the rows' foreign-key checks and the index work it deferred.
               meter.phase = "finishing";
+              timings.rows_sent_s = (Date.now() - t0) / 1000;
               break;
             }
-            if (!r.value) throw new InvalidRow();
-            buf += rows.line(r.value.product, leaves);
+            for (const x of r.value) {
+              if (!x) throw new InvalidRow();
+              buf += rows.line(x.product, leaves);
+            }
             if (buf.length >= COPY_WRITE_BYTES) {
               yield buf;
               buf = "";
@@ -1324,10 +1372,14 @@ const FactoryService: ServiceSchema = {
           if (buf) yield buf;
         }
         await pipeline(Readable.from(lines(), { objectMode: false }), copy);
+        timings.copy_s = (Date.now() - t0) / 1000;
         await progress.stop();
         const tree = await this.treeOf(batch.id, leaves);
+        timings.tree_s = (Date.now() - t0) / 1000;
         await this.finishRegistration(pgQueryable(client), batch, tree, leaves.count, requestID);
         await client.query("COMMIT");
+        timings.commit_s = (Date.now() - t0) / 1000;
+        this.logger.info({ batch_id: batch.id, products: leaves.count, ...timings }, "registration timings");
       } catch (err) {
         broken = true;
         await client.query("ROLLBACK").catch(() => undefined);
@@ -1335,6 +1387,7 @@ const FactoryService: ServiceSchema = {
       } finally {
         await progress.stop();
         // A connection that failed mid-COPY is not reused.
+        client.removeListener("error", onLost);
         client.release(broken ? true : undefined);
       }
       this.pokeOutbox();
@@ -1347,7 +1400,7 @@ const FactoryService: ServiceSchema = {
      * batch stays 'processing' (its products are listed nowhere until then), and any failure —
      * or a restart — deletes what was written.
      */
-    async insertChunked(this: any, batch: BatchInsert, it: AsyncIterator<SourceRow | null>, meter: { bytesDone: number; bytesTotal: number }, requestID?: string) {
+    async insertChunked(this: any, batch: BatchInsert, it: AsyncIterator<(SourceRow | null)[]>, meter: { bytesDone: number; bytesTotal: number }, requestID?: string) {
       const leaves = new LeafBuffer(batch.expected);
       const rows = new RowEncoder(batch);
       let chunk: string[][] = [];
@@ -1372,9 +1425,11 @@ const FactoryService: ServiceSchema = {
         for (;;) {
           const r = await it.next();
           if (r.done) break;
-          if (!r.value) throw new InvalidRow();
-          chunk.push(rows.fields(r.value.product, leaves));
-          if (chunk.length >= PGLITE_CHUNK) await flush();
+          for (const x of r.value) {
+            if (!x) throw new InvalidRow();
+            chunk.push(rows.fields(x.product, leaves));
+            if (chunk.length >= PGLITE_CHUNK) await flush();
+          }
         }
         await flush();
         const tree = await this.treeOf(batch.id, leaves);
@@ -1405,6 +1460,8 @@ const FactoryService: ServiceSchema = {
       await this.addHistory(q, batch.id, "registered", { products: n });
       await this.emitDurable(q, "batch.registered", { tenant_id: batch.tenantId, batch_id: batch.id, products: n, root }, requestID);
       await this.audit(q, null, { action: "batch.register", target_type: "batch", target_id: batch.id, tenant_id: batch.tenantId, after: { products: n, root } });
+      this.broker.metrics.increment("voketag_products_registered_total", null, n);
+      this.broker.metrics.increment("voketag_batches_registered_total");
     },
 
     /**
@@ -1431,14 +1488,16 @@ const FactoryService: ServiceSchema = {
         }
       };
       const serials = new SerialSet();
-      for await (const r of this.sourceRows(source, new BatchChecker({ serials: false }), { bytesDone: 0, bytesTotal: 0 })) {
-        if (!r) continue;
-        const dup = serials.add(r.product, r.row);
-        if (dup) {
-          found++;
-          if (inBatch.length < MAX_ROW_ERRORS) inBatch.push(dup);
+      for await (const step of this.sourceRows(source, new BatchChecker({ serials: false }), { bytesDone: 0, bytesTotal: 0 })) {
+        for (const r of step as (SourceRow | null)[]) {
+          if (!r) continue;
+          const dup = serials.add(r.product, r.row);
+          if (dup) {
+            found++;
+            if (inBatch.length < MAX_ROW_ERRORS) inBatch.push(dup);
+          }
+          chunk.push(r);
         }
-        chunk.push(r);
         if (chunk.length >= 5000) await check();
         if (inBatch.length + known.length >= MAX_ROW_ERRORS) break;
       }
@@ -1449,6 +1508,9 @@ const FactoryService: ServiceSchema = {
 
     async failBatch(this: any, batchId: string, err: any, requestID: string | undefined, source: any) {
       let errors: RowError[];
+      // A failure of the data (rows, CSV) needs a corrected batch; a failure of the server (database
+      // restarted mid-registration) keeps the source so the same batch can be retried as it is.
+      const retryable = !(err instanceof RowsError || err instanceof CsvError);
       if (err instanceof RowsError) errors = err.errors;
       else if (err instanceof CsvError) errors = [{ row: err.row, message: err.message }];
       else {
@@ -1459,16 +1521,16 @@ const FactoryService: ServiceSchema = {
       await this.db
         .tx(async (q: Queryable) => {
           const r = await q.query(
-            `UPDATE batches SET status = 'failed', errors = $2::jsonb, source = NULL, updated_at = now()
+            `UPDATE batches SET status = 'failed', errors = $2::jsonb, source = CASE WHEN $3 THEN source END, updated_at = now()
               WHERE id = $1 AND status IN ('received', 'processing') RETURNING tenant_id`,
-            [batchId, JSON.stringify(errors)],
+            [batchId, JSON.stringify(errors), retryable],
           );
           if (!r.rowCount) return;
           await q.query("DELETE FROM batch_progress WHERE batch_id = $1", [batchId]);
           await this.addHistory(q, batchId, "failed", { errors: errors.slice(0, 10), error_count: err instanceof RowsError ? err.errorCount : errors.length });
-          await this.emitDurable(q, "batch.failed", { tenant_id: r.rows[0].tenant_id, batch_id: batchId, errors }, requestID);
+          await this.emitDurable(q, "batch.failed", { tenant_id: r.rows[0].tenant_id, batch_id: batchId, errors, retryable }, requestID);
           await this.audit(q, null, { action: "batch.fail", target_type: "batch", target_id: batchId, tenant_id: r.rows[0].tenant_id, after: { errors: errors.length } });
-          if (source?.kind === "upload") await q.query("DELETE FROM upload_chunks WHERE upload_id = $1", [source.upload_id]);
+          if (!retryable && source?.kind === "upload") await q.query("DELETE FROM upload_chunks WHERE upload_id = $1", [source.upload_id]);
         })
         .catch((e: any) => this.logger.error({ batch_id: batchId, err: e?.message }, "could not mark batch failed"));
       this.pokeOutbox();
@@ -1544,6 +1606,11 @@ const FactoryService: ServiceSchema = {
   },
 
   created(this: any) {
+    const m: any = this.broker.metrics;
+    if (!m.getMetric("voketag_products_registered_total")) {
+      m.register({ type: "counter", name: "voketag_products_registered_total", description: "Products registered (committed)" });
+      m.register({ type: "counter", name: "voketag_batches_registered_total", description: "Batches registered (committed)" });
+    }
     this.uploadHashes = new Map();
     this.registrationQueue = [];
     this.registrationsRunning = 0;
