@@ -3,7 +3,7 @@
 // public RPC, on chain (period root in the calldata of a transaction from VokeTag's address).
 // docs/PROOFS.md is the normative description; keep the two in step.
 import { decodeAnchorCalldata } from "./anchor-payload";
-import { canonicalBytes } from "./canonical";
+import { canonicalize, canonicalBytes } from "./canonical";
 import { hashLeaf, indexFromProof, rootFromProof, type ProofStep } from "./merkle";
 
 export const PROOF_VERSION = "voketag-proof/1";
@@ -47,21 +47,22 @@ function requireHash(value: string, what: string): string {
 // of one kind from ever being read as another.
 
 export function productLeafHash(p: ProductLeafFields): Buffer {
-  // Only the listed fields, so extra properties on a database row never change the hash.
-  return hashLeaf(
-    canonicalBytes({
-      type: "product",
-      tag_id: p.tag_id,
-      tenant_id: p.tenant_id,
-      batch_id: p.batch_id,
-      sku: p.sku,
-      name: p.name,
-      serial: p.serial,
-      gtin: p.gtin ?? null,
-      lot: p.lot ?? null,
-      salt: p.salt,
-    }),
-  );
+  return hashLeaf(Buffer.from(productLeafText(p), "utf8"));
+}
+
+/**
+ * The canonical JSON of a product leaf, written out in its fixed (sorted) key order: the same bytes
+ * as canonicalize() over the listed fields (a test checks it), without sorting keys per product —
+ * registration hashes a million of them. Only the listed fields, so extra properties on a database
+ * row never change the hash.
+ */
+export function productLeafText(p: ProductLeafFields): string {
+  const fields = [p.tag_id, p.tenant_id, p.batch_id, p.sku, p.name, p.serial, p.salt];
+  const optional = [p.gtin ?? null, p.lot ?? null];
+  if (!fields.every((f) => typeof f === "string") || !optional.every((f) => f === null || typeof f === "string"))
+    return canonicalize({ type: "product", tag_id: p.tag_id, tenant_id: p.tenant_id, batch_id: p.batch_id, sku: p.sku, name: p.name, serial: p.serial, gtin: p.gtin ?? null, lot: p.lot ?? null, salt: p.salt });
+  const j = JSON.stringify;
+  return `{"batch_id":${j(p.batch_id)},"gtin":${j(p.gtin ?? null)},"lot":${j(p.lot ?? null)},"name":${j(p.name)},"salt":${j(p.salt)},"serial":${j(p.serial)},"sku":${j(p.sku)},"tag_id":${j(p.tag_id)},"tenant_id":${j(p.tenant_id)},"type":"product"}`;
 }
 
 export function batchLeafHash(batchId: string, batchRootHex: string): Buffer {
