@@ -37,6 +37,8 @@ COPY bin ./bin
 COPY lib ./lib
 COPY mixins ./mixins
 COPY services ./services
+# The CLI (bin/cli) talks to servers through the SDK.
+COPY sdk ./sdk
 COPY migrations ./migrations
 # The admin web console's static files (served by the admin service at /admin).
 COPY console ./console
