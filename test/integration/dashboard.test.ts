@@ -75,8 +75,13 @@ describe("dashboard", () => {
     expect(d.body.tenants).toEqual({ total: 2, active: 2, suspended: 0 });
     expect(d.body.batches.by_status.registered).toBe(2);
     expect(d.body.products).toEqual({ total: 5, estimated: false });
-    expect(d.body.anchors.by_status).toEqual({ pending: 0, submitted: 0, confirmed: 0, final: 0, failed: 0 });
-    expect(d.body.anchors.batches_awaiting).toBe(2);
+    // The anchor cycle may already have opened a period for the two batches (it ticks on wall-clock
+    // slots from start): every state is counted, and each batch is either awaiting or in that period.
+    expect(Object.keys(d.body.anchors.by_status).sort()).toEqual(["confirmed", "failed", "final", "pending", "submitted"]);
+    const periods = Object.values<number>(d.body.anchors.by_status).reduce((a, b) => a + b, 0);
+    expect(periods).toBeLessThanOrEqual(1);
+    if (periods === 0) expect(d.body.anchors.batches_awaiting).toBe(2);
+    else expect(d.body.anchors.batches_awaiting).toBeLessThan(2);
     // 7 days: 2 real authentic + 1 invalid + 3 suspicious today/3 days ago for Alpha + 1 authentic + 1 Beta suspicious.
     expect(d.body.scans.last_7_days).toBe(8);
     expect(d.body.scans.by_verdict_7_days).toEqual({ authentic: 3, suspicious: 4, recalled: 0, invalid: 1 });
