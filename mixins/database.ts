@@ -66,6 +66,11 @@ class PgDatabase implements Database {
   }
   async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    // A checked-out client whose server goes away emits 'error'; unheard, that event ends the
+    // process. The failure already reaches the caller through its pending query.
+    let lost: Error | undefined;
+    const onError = (err: Error) => (lost = err);
+    client.on("error", onError);
     try {
       await client.query("BEGIN");
       const result = await fn(clientQueryable(client));
@@ -75,15 +80,21 @@ class PgDatabase implements Database {
       await client.query("ROLLBACK").catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      client.removeListener("error", onError);
+      // A client that lost its server is destroyed, not handed to the next caller.
+      client.release(lost);
     }
   }
   async session<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    let lost: Error | undefined;
+    const onError = (err: Error) => (lost = err);
+    client.on("error", onError);
     try {
       return await fn(clientQueryable(client));
     } finally {
-      client.release();
+      client.removeListener("error", onError);
+      client.release(lost);
     }
   }
   async exec(sql: string) {
