@@ -17,6 +17,20 @@ export const DbMixin: Partial<ServiceSchema> = {
       },
     },
   },
+  actions: {
+    /** This service's database answers (the gateway's /v1/ready asks each service; anchor adds its chain). */
+    ready: {
+      visibility: "public",
+      async handler(this: any) {
+        try {
+          await this.db.ping();
+          return { [this.db.kind === "pg" ? "postgres" : "pglite"]: { ok: true } };
+        } catch (err) {
+          return { postgres: { ok: false, detail: (err as Error).message } };
+        }
+      },
+    },
+  },
   created(this: any) {
     this.db = acquireDatabase(this.config);
   },

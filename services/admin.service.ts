@@ -104,18 +104,6 @@ const AdminService: ServiceSchema = {
   name: "admin",
   mixins: [DbMixin, IdempotencyMixin, AuditMixin, SettingsMixin, MaintenanceMixin],
   actions: {
-    ready: {
-      visibility: "public",
-      async handler(this: any) {
-        try {
-          await this.db.ping();
-          return { [this.db.kind === "pg" ? "postgres" : "pglite"]: { ok: true } };
-        } catch (err) {
-          return { postgres: { ok: false, detail: (err as Error).message } };
-        }
-      },
-    },
-
     // ---- Identity ------------------------------------------------------------------------------
     jwks: {
       rest: { method: "GET", fullPath: "/.well-known/jwks.json" },

@@ -97,18 +97,6 @@ const FactoryService: ServiceSchema = {
   name: "factory",
   mixins: [OutboxMixin, IdempotencyMixin, TokensMixin, AuditMixin],
   actions: {
-    ready: {
-      visibility: "public",
-      async handler(this: any) {
-        try {
-          await this.db.ping();
-          return { [this.db.kind === "pg" ? "postgres" : "pglite"]: { ok: true } };
-        } catch (err) {
-          return { postgres: { ok: false, detail: (err as Error).message } };
-        }
-      },
-    },
-
     // ---- API keys ----------------------------------------------------------------------------
     authenticateKey: {
       visibility: "public",

@@ -92,18 +92,6 @@ const ScanService: ServiceSchema = {
   name: "scan",
   mixins: [OutboxMixin, IdempotencyMixin, TokensMixin],
   actions: {
-    ready: {
-      visibility: "public",
-      async handler(this: any) {
-        try {
-          await this.db.ping();
-          return { [this.db.kind === "pg" ? "postgres" : "pglite"]: { ok: true } };
-        } catch (err) {
-          return { postgres: { ok: false, detail: (err as Error).message } };
-        }
-      },
-    },
-
     scan: {
       rest: { method: "POST", fullPath: "/v1/scan" },
       auth: "public",
