@@ -1,6 +1,7 @@
 // Client errors with the codes the REST contract names. Moleculer errors keep code/type/data across
 // nodes, so a 404 thrown on a factory node is a 404 at the gateway.
 import { Errors } from "moleculer";
+import { decodeCursor } from "../lib/cursor";
 
 const make = (status: number, type: string) => (message: string, details?: unknown) =>
   new Errors.MoleculerClientError(message, status, type, details);
@@ -24,4 +25,12 @@ export function isConnectionError(err: any): boolean {
     code === "ECONNREFUSED" || code === "ECONNRESET" || code === "ETIMEDOUT" || code === "57P01" || code === "57P03" ||
     /connection terminated|timeout exceeded when trying to connect|Connection terminated/i.test(String(err?.message))
   );
+}
+
+/** A list's `cursor` parameter decoded, null when absent; a cursor we did not make is a 400. */
+export function cursorParam(cursor: string | undefined, arity: number): (string | number)[] | null {
+  if (!cursor) return null;
+  const c = decodeCursor(cursor, arity);
+  if (!c) throw badRequest("invalid cursor");
+  return c;
 }

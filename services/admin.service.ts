@@ -13,12 +13,12 @@ import { AuditMixin } from "../mixins/audit.mixin";
 import { SettingsMixin } from "../mixins/settings.mixin";
 import { MaintenanceMixin, MaintenanceJob } from "../mixins/maintenance.mixin";
 import { storedKeys } from "../mixins/signing-keys";
-import { badRequest, conflict, forbidden, notFound, tooMany, unauthorized, unavailable } from "../mixins/errors";
+import { badRequest, conflict, forbidden, notFound, tooMany, unauthorized, unavailable, cursorParam } from "../mixins/errors";
 import { principalOf, Principal } from "../mixins/principal";
 import type { Queryable } from "../mixins/database";
 import { generateSigningKey, parsePrivateKeys, publicJwk, signAccessToken, SigningKey } from "../lib/jwt";
 import { hashPassword, verifyPassword, passwordProblem } from "../lib/password";
-import { listParams, decodeCursor, page, DEFAULT_LIMIT } from "../lib/cursor";
+import { listParams, page, DEFAULT_LIMIT } from "../lib/cursor";
 import { hashNetwork } from "../lib/fingerprint";
 import { accountKey, liveFailures, lockedFor, slowdownMs, ThrottlePolicy } from "../lib/login-throttle";
 import {
@@ -1119,10 +1119,7 @@ const AdminService: ServiceSchema = {
   methods: {
     // ---- helpers -------------------------------------------------------------------------------
     cursorOf(this: any, cursor: string | undefined, arity: number) {
-      if (!cursor) return null;
-      const c = decodeCursor(cursor, arity);
-      if (!c) throw badRequest("invalid cursor");
-      return c;
+      return cursorParam(cursor, arity);
     },
 
     rangeOf(this: any, params: any, defDays: number) {

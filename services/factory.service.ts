@@ -13,7 +13,7 @@ import { OutboxMixin } from "../mixins/outbox.mixin";
 import { IdempotencyMixin } from "../mixins/idempotency.mixin";
 import { TokensMixin } from "../mixins/tokens.mixin";
 import { AuditMixin } from "../mixins/audit.mixin";
-import { badRequest, conflict, forbidden, notFound, unauthorized } from "../mixins/errors";
+import { badRequest, conflict, forbidden, notFound, unauthorized, cursorParam } from "../mixins/errors";
 import { Errors } from "moleculer";
 import { principalOf, tenantOf } from "../mixins/principal";
 import type { Queryable } from "../mixins/database";
@@ -37,7 +37,7 @@ import {
   productFromCsv,
 } from "../lib/products";
 import { csvRecords, CsvError } from "../lib/csv";
-import { listParams, decodeCursor, page, DEFAULT_LIMIT } from "../lib/cursor";
+import { listParams, page, DEFAULT_LIMIT } from "../lib/cursor";
 import { isValidIso2 } from "../lib/geo";
 import { chunkStart, MAX_UPLOAD_BYTES, PIECE_BYTES, UPLOAD_CONTENT_TYPES } from "../lib/uploads";
 import { Label, labelCsvHeader, labelCsvLine, labelsPdf, svgSheet, LABELS_PER_PAGE } from "../lib/labels";
@@ -797,10 +797,7 @@ const FactoryService: ServiceSchema = {
 
   methods: {
     cursorOf(this: any, cursor: string | undefined, arity: number) {
-      if (!cursor) return null;
-      const c = decodeCursor(cursor, arity);
-      if (!c) throw badRequest("invalid cursor");
-      return c;
+      return cursorParam(cursor, arity);
     },
 
     checkRegions(this: any, input: unknown): string[] {
