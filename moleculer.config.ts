@@ -3,6 +3,7 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import { loadConfig, Config, redisConnection } from "./lib/config";
 import { RequestContextMiddleware, requestLogFields, ZipkinHexExporter } from "./mixins/request-context";
+import { UnsharedDefinitionsMiddleware } from "./mixins/unshared-definitions";
 import { ResilientRedisCacher } from "./mixins/resilient-cacher";
 
 export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { voketag: Config } {
@@ -30,7 +31,15 @@ export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { 
           prefix: `${config.namespace}-cache`,
           ttl: 300,
           // Scan-path budget: a Redis command gives up after 100 ms rather than delay a verdict.
-          redis: { ...redisConnection(config.redisUrl, config.tls.redisCaFile), commandTimeout: 100, maxRetriesPerRequest: 1, enableOfflineQueue: false },
+          // Auto-pipelining sends the commands of one event-loop turn (many scans under load) in one
+          // write: measured, a socket write per command was a large share of a scan's CPU.
+          redis: {
+            ...redisConnection(config.redisUrl, config.tls.redisCaFile),
+            commandTimeout: 100,
+            maxRetriesPerRequest: 1,
+            enableOfflineQueue: false,
+            enableAutoPipelining: true,
+          },
         })
       : { type: "MemoryLRU", options: { ttl: 300, max: 10000 } },
     // A call that has not answered in 10 s has failed; handlers that legitimately run longer
@@ -81,7 +90,7 @@ export function brokerOptions(config: Config = loadConfig()): BrokerOptions & { 
       enabled: true,
       reporter: [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics", defaultLabels: () => ({ namespace: config.namespace, nodeID: config.nodeID ?? "" }) } }],
     },
-    middlewares: [RequestContextMiddleware],
+    middlewares: [RequestContextMiddleware, UnsharedDefinitionsMiddleware],
     tracing: config.zipkinUrl
       ? {
           enabled: true,

@@ -3,16 +3,20 @@
 // one loopback network), side by side with a bare node:http server answering the same JSON bytes
 // (the ceiling), plus the ledger's group commit against one transaction per append. Prints JSON.
 //
-// Usage: node --import tsx bench/scan.ts [--tokens 10000] [--duration 10] [--connections 64] [--rate 1000] [--append-seconds 5] [--profile DIR]
-import { spawn, ChildProcess } from "node:child_process";
-import crypto from "node:crypto";
+// Usage: node --import tsx bench/scan.ts [--tokens 10000] [--duration 10] [--connections 64] [--rate 1000] [--append-seconds 5] [--workers N] [--profile DIR]
+// --workers N runs the node as N broker processes (WORKERS=N, over NATS) sharing the port.
+import { spawn, ChildProcess, execFileSync } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import os from "node:os";
 import { createClusterEnv } from "../test/support/cluster";
 import { freePort } from "../test/support/node-process";
 import { reachable, SERVICES } from "../test/support/services";
 import { acquireDatabase, releaseDatabase, migrate } from "../mixins/database";
-import { LedgerAppender, ScanRecord } from "../mixins/ledger-appender";
+import { LedgerAppender } from "../mixins/ledger-appender";
+import { invalidScanRecord } from "../test/support/scan-record";
+import { Client } from "pg";
 
 // autocannon ships no type declarations.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -31,6 +35,7 @@ const DURATION = arg("--duration", 10);
 const CONNECTIONS = arg("--connections", 64);
 const RATE = arg("--rate", 1000);
 const APPEND_SECONDS = arg("--append-seconds", 5);
+const WORKERS = arg("--workers", 1);
 const ROOT = path.resolve(__dirname, "..");
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 const log = (msg: string) => process.stderr.write(`[bench:scan] ${msg}\n`);
@@ -74,7 +79,65 @@ function percentiles(samples: number[]) {
   return { p50: round(at(0.5)), p95: round(at(0.95)), p99: round(at(0.99)), max: round(s[s.length - 1] ?? NaN) };
 }
 
-async function cannon(opts: Record<string, unknown>): Promise<any> {
+// CPU seconds (user + system) of processes, from /proc: where each scan's cost goes. A process's
+// `reaped` time adds its exited children (cutime, cstime): Postgres backends come and go.
+const TICK = 100; // USER_HZ on Linux
+function cpuSeconds(pids: number[], reaped: number[] = []): number {
+  let ticks = 0;
+  for (const pid of [...pids, ...reaped]) {
+    try {
+      const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+      ticks += Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+      if (reaped.includes(pid)) ticks += Number(f[13]) + Number(f[14]); // cutime, cstime
+    } catch {
+      /* exited */
+    }
+  }
+  return ticks / TICK;
+}
+function pgrep(args: string[]): number[] {
+  try {
+    return execFileSync("pgrep", args, { encoding: "utf8" }).trim().split("\n").filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+/** Transactions Postgres has committed (all databases): statements per scan, as autocommit counts each. */
+async function pgCommits(databaseUrl: string): Promise<number> {
+  const c = new Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    // Stats are sent to the collector at most every 500 ms (PG 15: on commit, flushed lazily).
+    const r = await c.query("SELECT pg_stat_force_next_flush(), (SELECT sum(xact_commit)::float8 FROM pg_stat_database) AS n");
+    return Number(r.rows[0].n);
+  } finally {
+    await c.end();
+  }
+}
+
+type Group = () => { pids: number[]; reaped?: number[] };
+/** CPU per process group over a phase, and Postgres commits; divided per response at the end. */
+async function cpuMeter(groups: Record<string, Group>, databaseUrl?: string) {
+  const sample = (g: Group) => {
+    const { pids, reaped } = g();
+    return cpuSeconds(pids, reaped);
+  };
+  const start = Object.fromEntries(Object.entries(groups).map(([k, g]) => [k, sample(g)]));
+  const commits0 = databaseUrl ? await pgCommits(databaseUrl) : 0;
+  const self0 = process.cpuUsage();
+  return async (responses: number) => {
+    const out: Record<string, number> = {};
+    const n = Math.max(1, responses);
+    for (const [k, g] of Object.entries(groups)) out[k] = round(((sample(g) - start[k]) * 1000) / n, 3);
+    const u = process.cpuUsage(self0);
+    out.load_generator = round((u.user + u.system) / 1000 / n, 3);
+    // Minus the two transactions of the meter's own reads.
+    if (databaseUrl) out.postgres_commits_per_response = round((await pgCommits(databaseUrl) - commits0 - 2) / n, 2);
+    return out;
+  };
+}
+
+async function cannon(opts: Record<string, unknown>, meter?: Awaited<ReturnType<typeof cpuMeter>>): Promise<any> {
   const samples: number[] = [];
   const statuses: Record<string, number> = {};
   const result: any = await new Promise((resolve, reject) => {
@@ -85,7 +148,9 @@ async function cannon(opts: Record<string, unknown>): Promise<any> {
     });
   });
   const pc = percentiles(samples);
+  const cpu = await meter?.(samples.length);
   return {
+    ...(cpu && { cpu_ms_per_response: cpu }),
     requests_per_s: round(result.requests.average, 1),
     // Percentiles of every response's time, one source for all three; autocannon's own summary beside.
     latency_ms: { p50: pc.p50, p95: pc.p95, p99: pc.p99, max: pc.max, mean: round(result.latency.average) },
@@ -97,32 +162,70 @@ async function cannon(opts: Record<string, unknown>): Promise<any> {
   };
 }
 
+/**
+ * An open-loop load at a steady rate: request i is due at start + i/rate whatever the server does,
+ * on a pool of keep-alive connections, and its latency counts from when it was due (so a stalled
+ * server is not hidden by requests the generator failed to send: no coordinated omission).
+ * autocannon's own rate option is not this: each connection sends its per-second quota back to
+ * back and then waits for the next second, so the server sees every connection busy at once for
+ * most of each second, a saturating burst rather than a rate.
+ */
+async function paced(base: string, rate: number, seconds: number, body: (i: number) => string, meter: Awaited<ReturnType<typeof cpuMeter>>) {
+  const url = new URL(`${base}/v1/scan`);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
+  const total = Math.round(rate * seconds);
+  const samples: number[] = [];
+  const statuses: Record<string, number> = {};
+  let errors = 0;
+  const t0 = performance.now() + 20;
+  await new Promise<void>((resolve) => {
+    let sent = 0;
+    let done = 0;
+    const finish = () => ++done === total && resolve();
+    const pump = () => {
+      const now = performance.now();
+      for (; sent < total && t0 + (sent * 1000) / rate <= now; sent++) {
+        const due = t0 + (sent * 1000) / rate;
+        const payload = body(sent);
+        const req = http.request(
+          { agent, host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload), "user-agent": "Mozilla/5.0 (bench phone)" } },
+          (res) => {
+            res.resume();
+            res.on("end", () => {
+              samples.push(performance.now() - due);
+              statuses[res.statusCode!] = (statuses[res.statusCode!] ?? 0) + 1;
+              finish();
+            });
+          },
+        );
+        req.on("error", () => {
+          errors++;
+          finish();
+        });
+        req.end(payload);
+      }
+      if (sent < total) setTimeout(pump, 1);
+    };
+    pump();
+  });
+  const elapsed = (performance.now() - t0) / 1000;
+  agent.destroy();
+  const cpu = await meter(samples.length);
+  return { cpu_ms_per_response: cpu, requests_per_s: round(samples.length / elapsed, 1), latency_ms: percentiles(samples), responses: samples.length, statuses, errors };
+}
+
 async function ledgerAppends(databaseUrl: string) {
   const db = acquireDatabase({ databaseUrl, dataDir: "memory://" });
   await migrate(db);
   const out: Record<string, any> = {};
-  const record = (i: number): ScanRecord => ({
-    id: crypto.randomUUID(),
-    tenant_id: null,
-    product_id: null,
-    batch_id: null,
-    at: new Date(),
-    device: crypto.createHash("sha256").update(String(i)).digest("hex"),
-    network: "n",
-    lat: null,
-    lng: null,
-    country: null,
-    verdict: "invalid",
-    score: 100,
-    factors: [],
-  });
   for (const [label, maxGroup, partitions] of [
     ["one_tx_per_append_1_chain", 1, 1],
     ["one_tx_per_append_16_chains", 1, 16],
     ["grouped_1_chain", 200, 1],
     ["grouped_16_chains", 200, 16],
   ] as const) {
-    const appender = new LedgerAppender(db, { maxGroup });
+    // The reference commits each append alone (per partition); grouped commits share across partitions.
+    const appender = new LedgerAppender(db, { maxGroup, crossPartition: maxGroup > 1 });
     const base = 1000 + Object.keys(out).length * 100; // fresh partitions per run
     let done = 0;
     const end = Date.now() + APPEND_SECONDS * 1000;
@@ -132,7 +235,7 @@ async function ledgerAppends(databaseUrl: string) {
       Array.from({ length: 256 }, async (_, c) => {
         while (Date.now() < end) {
           const t0 = performance.now();
-          await appender.append(base + (c % partitions), record(done));
+          await appender.append(base + (c % partitions), invalidScanRecord());
           lat.push(performance.now() - t0);
           done++;
         }
@@ -163,7 +266,9 @@ async function main() {
     const admin = { email: "bench@voketag.test", password: "bench password long enough" };
     const node = spawnNode({
       ...cluster.env,
-      TRANSPORTER: "",
+      // Several workers are a cluster: they hear each other's events over NATS.
+      TRANSPORTER: WORKERS > 1 ? SERVICES.nats.url : "",
+      WORKERS: String(WORKERS),
       SERVICES: "api,scan,factory,admin",
       PORT: String(port),
       VERIFICATION_URL_BASE: base,
@@ -227,11 +332,27 @@ async function main() {
     await cannon({ url: base, connections: CONNECTIONS, amount: tokens.length, requests: [scanRequest] } as any);
 
     log(`ceiling: ${DURATION} s`);
-    const ceil = await cannon({ url: `http://127.0.0.1:${cport}/v1/scan`, method: "POST", body: JSON.stringify({ token: tokens[0] }), headers: { "content-type": "application/json" }, connections: CONNECTIONS, duration: DURATION });
+    const ceil = await cannon(
+      { url: `http://127.0.0.1:${cport}/v1/scan`, method: "POST", body: JSON.stringify({ token: tokens[0] }), headers: { "content-type": "application/json" }, connections: CONNECTIONS, duration: DURATION },
+      await cpuMeter({ server: () => ({ pids: [ceiling.pid!] }) }),
+    );
+    // Postgres and Redis processes are counted whole: anything else using them adds to these figures.
+    const postmaster = pgrep(["-o", "-x", "postgres"]);
+    const meter = () =>
+      cpuMeter(
+        {
+          node: () => ({ pids: [node.pid!, ...pgrep(["-P", String(node.pid)])] }),
+          postgres: () => ({ pids: pgrep(["-P", String(postmaster[0])]), reaped: postmaster }),
+          redis: () => ({ pids: pgrep(["-x", "redis-server"]) }),
+        },
+        cluster.databaseUrl,
+      );
     log(`scan peak: ${DURATION} s`);
-    const peak = await cannon({ url: base, connections: CONNECTIONS, duration: DURATION, requests: [scanRequest] } as any);
-    log(`scan at ${RATE} req/s: ${DURATION} s`);
-    const steady = await cannon({ url: base, connections: CONNECTIONS, duration: DURATION, overallRate: RATE, requests: [scanRequest] } as any);
+    const peak = await cannon({ url: base, connections: CONNECTIONS, duration: DURATION, requests: [scanRequest] } as any, await meter());
+    log(`scan at ${RATE} req/s with autocannon --overallRate: ${DURATION} s`);
+    const bursty = await cannon({ url: base, connections: CONNECTIONS, duration: DURATION, overallRate: RATE, requests: [scanRequest] } as any, await meter());
+    log(`scan paced at ${RATE} req/s (open loop): ${DURATION} s`);
+    const steady = await paced(base, RATE, DURATION, (i) => JSON.stringify({ token: tokens[(next + i) % tokens.length], fingerprint: `phone-${(next + i) % tokens.length}` }), await meter());
 
     log("ledger appends");
     const ledger = await ledgerAppends(cluster.databaseUrl);
@@ -248,11 +369,18 @@ async function main() {
         response_bytes: Buffer.byteLength(sampleBody),
         log_level: process.env.LOG_LEVEL || "info",
         database_pool_max: Number(process.env.DATABASE_POOL_MAX || 20),
-        node: "one process: api, scan, factory, admin (no transporter); Postgres and Redis on this machine",
+        workers: WORKERS,
+        node:
+          WORKERS > 1
+            ? `${WORKERS} broker processes (WORKERS), each api, scan, factory, admin, over NATS; Postgres and Redis on this machine`
+            : "one process: api, scan, factory, admin (no transporter); Postgres and Redis on this machine",
       },
       ceiling_node_http: ceil,
       scan_peak: peak,
-      scan_at_rate: { target_rate: RATE, ...steady },
+      // The target's measurement: a steady, evenly spaced 1,000 req/s (see paced()).
+      scan_at_rate: { target_rate: RATE, generator: "paced open loop (node:http, keep-alive pool)", ...steady },
+      // autocannon --overallRate, for comparison: per-connection quotas sent in bursts each second.
+      scan_at_rate_autocannon_bursts: { target_rate: RATE, ...bursty },
       ratio_to_ceiling: ratio,
       targets: {
         p99_under_25ms_at_rate: { value_ms: steady.latency_ms.p99, met: steady.latency_ms.p99 < 25 && steady.requests_per_s >= RATE * 0.95 },

@@ -71,6 +71,8 @@ export interface Config {
   scan: { timeoutSeconds: number; formTtlSeconds: number };
   /** Port of this node's Prometheus endpoint (0 = any free port). */
   metricsPort: number;
+  /** Broker processes this node runs (bin/node.ts forks them; they share the HTTP port). */
+  workers: number;
   /** Zipkin v2 collector (an OTel collector's zipkin receiver works): tracing is on when set. */
   zipkinUrl: string | null;
 }
@@ -203,7 +205,21 @@ export function loadConfig(env: Env = process.env): Config {
     scan: { timeoutSeconds: int(env, "SCAN_TIMEOUT", 5, 1), formTtlSeconds: int(env, "SCAN_FORM_TTL", 86_400, 60) },
     metricsPort: int(env, "METRICS_PORT", 0),
     zipkinUrl: env.TRACING_ZIPKIN_URL || null,
+    workers: workerCount(env, transporter, services as ServiceName[]),
   };
+}
+
+// Several broker processes on one machine are a cluster like any other: they must share the
+// database, hear each other's events and anchor on one chain, so the embedded defaults (a PGlite
+// directory, an in-process chain, no transporter) cannot be split across processes.
+function workerCount(env: Env, transporter: string | null, services: ServiceName[]): number {
+  const n = int(env, "WORKERS", 1, 1);
+  if (n === 1) return n;
+  if (!transporter) throw new ConfigError("WORKERS > 1 needs TRANSPORTER: the workers are a cluster and must hear each other's events");
+  if (!env.DATABASE_URL && !env.DATABASE_URL_FILE) throw new ConfigError("WORKERS > 1 needs DATABASE_URL: an embedded PGlite directory is one process's");
+  if (services.includes("anchor") && !env.ANCHOR_RPC_URL && !env.ANCHOR_RPC_URL_FILE)
+    throw new ConfigError("WORKERS > 1 with the anchor service needs ANCHOR_RPC_URL: the in-process chain is one process's");
+  return n;
 }
 
 function adminSettings(env: Env, production: boolean): Pick<Config, "mail" | "login" | "retention" | "consoleUrl"> {

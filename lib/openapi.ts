@@ -10,6 +10,8 @@ export interface RouteResponse {
   description: string;
   schema?: object;
   contentType?: string;
+  /** Several media types for one status (e.g. ?format=csv|json): media type → schema (null: none). */
+  content?: Record<string, object | null>;
 }
 
 export interface RouteInfo {
@@ -22,6 +24,8 @@ export interface RouteInfo {
   description?: string;
   tags?: string[];
   responses?: Record<string, RouteResponse>;
+  /** Error statuses this operation answers besides the standard ones (409, 422, …): the Error body. */
+  errors?: number[];
   contentTypes?: string[];
   successStatus?: number;
 }
@@ -508,6 +512,23 @@ const STANDARD_RESPONSES: Record<string, Record<string, any>> = {
   UnsupportedMediaType: errorResponse("Unsupported request media type."),
   TooManyRequests: errorResponse("Rate limit exceeded; retry after the given delay.", true),
   ServiceUnavailable: errorResponse("A dependency is unavailable; retry after the given delay.", true),
+  Conflict: errorResponse("Conflict with the resource's current state."),
+  Gone: errorResponse("The resource existed but is gone (expired or removed)."),
+  UnprocessableEntity: errorResponse("Well-formed but refused: the content breaks a rule (see the error code)."),
+};
+
+const STANDARD_BY_CODE: Record<number, string> = {
+  400: "BadRequest",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "NotFound",
+  409: "Conflict",
+  410: "Gone",
+  413: "PayloadTooLarge",
+  415: "UnsupportedMediaType",
+  422: "UnprocessableEntity",
+  429: "TooManyRequests",
+  503: "ServiceUnavailable",
 };
 
 function ref(name: string): { $ref: string } {
@@ -624,7 +645,12 @@ function buildOperation(route: RouteInfo, variant: PathVariant, operationId: str
     const out: Record<string, any> = { description: r.description };
     if (r.schema) out.content = { [r.contentType ?? "application/json"]: { schema: toJsonValue(r.schema) } };
     else if (r.contentType) out.content = { [r.contentType]: {} };
+    for (const [ct, schema] of Object.entries(r.content ?? {})) (out.content ??= {})[ct] = schema ? { schema: toJsonValue(schema) } : {};
     responses[code] = out;
+  }
+  for (const code of route.errors ?? []) {
+    if (String(code) in responses) continue;
+    responses[String(code)] = STANDARD_BY_CODE[code] ? ref(STANDARD_BY_CODE[code]) : errorResponse(`Error ${code}.`);
   }
   if (!Object.keys(responses).some((c) => /^[23]/.test(c))) {
     const status = route.successStatus ?? 200;

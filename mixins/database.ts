@@ -19,6 +19,12 @@ export interface Database extends Queryable {
   tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T>;
   /** Runs fn on one dedicated session (advisory locks are per session). */
   session<T>(fn: (q: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * A statement run on every request of a hot path, as a named prepared statement on Postgres:
+   * parsed and planned once per pooled connection, not on every call (measured: planning the scan
+   * path's statements cost two to three times executing them). Same SQL and result as query.
+   */
+  prepared<T = any>(name: string, sql: string, params: unknown[]): Promise<QueryResult<T>>;
   /** Several statements at once, no parameters (migrations). */
   exec(sql: string): Promise<void>;
   ping(): Promise<void>;
@@ -62,6 +68,10 @@ class PgDatabase implements Database {
   }
   async query<T>(sql: string, params?: unknown[]): Promise<QueryResult<T>> {
     const r = await this.pool.query(sql, params as any[]);
+    return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
+  }
+  async prepared<T>(name: string, sql: string, params: unknown[]): Promise<QueryResult<T>> {
+    const r = await this.pool.query({ name, text: sql, values: params as any[] });
     return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
   }
   async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
@@ -133,6 +143,10 @@ class PGliteDatabase implements Database {
     await this.ready;
     const r = await this.db.query(sql, params);
     return { rows: normaliseRows<T>(r.rows), rowCount: r.affectedRows || r.rows.length };
+  }
+  prepared<T>(_name: string, sql: string, params: unknown[]): Promise<QueryResult<T>> {
+    // One in-process session: nothing to gain from naming the statement.
+    return this.query<T>(sql, params);
   }
   async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
     await this.ready;

@@ -15,7 +15,8 @@ export class RateLimiter {
 
   constructor(redisOptions: Record<string, unknown> | null, private prefix: string) {
     if (redisOptions)
-      this.redis = new Redis({ ...redisOptions, commandTimeout: 100, maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: false } as any);
+      // Auto-pipelined like the cacher: one write per event-loop turn, not one per request.
+      this.redis = new Redis({ ...redisOptions, commandTimeout: 100, maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: false, enableAutoPipelining: true } as any);
     this.redis?.on("error", () => undefined);
   }
 

@@ -33,6 +33,14 @@ import { fillDays, gridCellOf, gridIndexSql, GRID_SIZES, rate, RangeProblem, tim
 import { checkRuntimeSetting, RUNTIME_SETTINGS, runtimeSetting } from "../lib/runtime-settings";
 import { DEFAULT_RISK_CONFIG, mergeRiskConfig, RiskConfigError } from "../lib/risk";
 import { worldShapesJson } from "../lib/world-map";
+import { arrayOf, media, ok, page as pageOf } from "../lib/schemas/common";
+import {
+  AdminScan, AnchorCycle, AnchorRetried, AnythingRetried, AuditEntry, AuditExportEntry, AuditVerification, BatchRetried, Dashboard,
+  ErasureResult, Failures, FraudAnalytics, GeoAnalytics, InviteSent, Jwks, JwtRotated, MaintenanceRun, Me, OutboxRequeued, ResetAccepted, ResetConfirmed,
+  RuntimeSettings, RuntimeSettingView, SystemStatus, Tenant, TenantApiKey, TenantExportLine, TenantRisk, TenantRiskSet, TenantWithCounts, TokenPair, TrendAnalytics, User,
+  UserUpdated, WebhooksRequeued, WorldShapes,
+} from "../lib/schemas/admin";
+import { ApiKeyCreated } from "../lib/schemas/factory";
 
 const sha256 = (s: string) => crypto.createHash("sha256").update(s).digest("hex");
 const newSecret = () => crypto.randomBytes(32).toString("base64url");
@@ -107,6 +115,7 @@ const AdminService: ServiceSchema = {
     // ---- Identity ------------------------------------------------------------------------------
     jwks: {
       rest: { method: "GET", fullPath: "/.well-known/jwks.json" },
+      responses: { 200: ok("The JSON Web Key Set", Jwks) },
       auth: "public",
       summary: "Public keys that verify VokeTag access tokens (during a rotation, the old key too)",
       async handler(this: any) {
@@ -139,6 +148,8 @@ const AdminService: ServiceSchema = {
 
     login: {
       rest: { method: "POST", fullPath: "/v1/auth/login" },
+      responses: { 200: ok("An access token and a refresh token", TokenPair) },
+      errors: [401],
       auth: "public",
       summary: "Log in with email and password: an access token (15 min) and a refresh token. 429 after repeated failures.",
       params: { email: { type: "string", min: 3, max: 320 }, password: passwordParam },
@@ -163,8 +174,8 @@ const AdminService: ServiceSchema = {
           [email],
         );
         const user = rows[0];
-        const ok = await verifyPassword(user?.password_hash ?? null, ctx.params.password);
-        if (!ok || !user) {
+        const valid = await verifyPassword(user?.password_hash ?? null, ctx.params.password);
+        if (!valid || !user) {
           const locked = await this.loginFailed(ctx, acct, net, user);
           if (locked) ctx.meta.$responseHeaders = { "Retry-After": String(locked) };
           throw unauthorized("invalid email or password");
@@ -182,6 +193,8 @@ const AdminService: ServiceSchema = {
 
     refresh: {
       rest: { method: "POST", fullPath: "/v1/auth/refresh" },
+      responses: { 200: ok("A new token pair", TokenPair) },
+      errors: [401],
       auth: "public",
       summary: "Trade a refresh token for new tokens (the old one is spent; reusing a spent one ends the session)",
       params: { refresh_token: { type: "string", min: 10, max: 200 } },
@@ -212,6 +225,7 @@ const AdminService: ServiceSchema = {
 
     logout: {
       rest: { method: "POST", fullPath: "/v1/auth/logout" },
+      responses: { 204: { description: "The session is ended (also when the token was unknown or already spent)" } },
       auth: "public",
       summary: "End a session: its refresh token and every token rotated from it are revoked",
       params: { refresh_token: { type: "string", min: 10, max: 200 } },
@@ -229,6 +243,7 @@ const AdminService: ServiceSchema = {
 
     passwordReset: {
       rest: { method: "POST", fullPath: "/v1/auth/password-reset" },
+      responses: { 202: ok("Accepted (whether or not the address has an account)", ResetAccepted) },
       auth: "public",
       summary: "Ask for a password reset link by mail. Always 202, whether or not the address has an account.",
       successStatus: 202,
@@ -245,6 +260,7 @@ const AdminService: ServiceSchema = {
 
     passwordResetConfirm: {
       rest: { method: "POST", fullPath: "/v1/auth/password-reset/confirm" },
+      responses: { 200: ok("The password is set", ResetConfirmed) },
       auth: "public",
       summary: "Set a password with the token from a reset or invitation mail (single use)",
       params: { token: { type: "string", min: 20, max: 200 }, password: passwordParam },
@@ -279,6 +295,7 @@ const AdminService: ServiceSchema = {
 
     me: {
       rest: { method: "GET", fullPath: "/v1/auth/me" },
+      responses: { 200: ok("Your account", Me) },
       auth: "user",
       summary: "Your own account, with your tenant",
       async handler(this: any, ctx: Context<any, any>) {
@@ -292,6 +309,7 @@ const AdminService: ServiceSchema = {
 
     updateMe: {
       rest: { method: "PATCH", fullPath: "/v1/auth/me" },
+      responses: { 200: ok("Your account", User) },
       auth: "user",
       summary: "Change your name or your password (current_password required); other fields are ignored",
       params: { name: { type: "string", min: 1, max: 200, optional: true, trim: true }, password: { ...passwordParam, optional: true }, current_password: { ...passwordParam, optional: true } },
@@ -323,6 +341,8 @@ const AdminService: ServiceSchema = {
     // ---- Tenants -------------------------------------------------------------------------------
     createTenant: {
       rest: { method: "POST", fullPath: "/v1/admin/tenants" },
+      responses: { 201: ok("The new tenant", Tenant) },
+      errors: [409, 422],
       auth: "user",
       roles: STAFF,
       summary: "Create a tenant (a manufacturer)",
@@ -344,6 +364,7 @@ const AdminService: ServiceSchema = {
 
     listTenants: {
       rest: { method: "GET", fullPath: "/v1/admin/tenants" },
+      responses: { 200: ok("One page of tenants", pageOf(Tenant)) },
       auth: "user",
       roles: READERS,
       summary: "List tenants, oldest first (filter by status or a name prefix)",
@@ -364,6 +385,7 @@ const AdminService: ServiceSchema = {
 
     getTenant: {
       rest: { method: "GET", fullPath: "/v1/admin/tenants/:id" },
+      responses: { 200: ok("The tenant with its counts", TenantWithCounts) },
       auth: "user",
       roles: EVERYONE,
       summary: "A tenant with its counts (tenant users: their own tenant only)",
@@ -383,6 +405,7 @@ const AdminService: ServiceSchema = {
 
     updateTenant: {
       rest: { method: "PATCH", fullPath: "/v1/admin/tenants/:id" },
+      responses: { 200: ok("The tenant", Tenant) },
       auth: "user",
       roles: STAFF,
       summary: "Rename a tenant (status changes go through suspend and reactivate)",
@@ -401,6 +424,7 @@ const AdminService: ServiceSchema = {
 
     suspendTenant: {
       rest: { method: "POST", fullPath: "/v1/admin/tenants/:id/suspend" },
+      responses: { 200: ok("The tenant", Tenant) },
       auth: "user",
       roles: STAFF,
       summary: "Suspend a tenant: its API keys and users are refused (within 5 s); consumers still verify its products",
@@ -412,6 +436,7 @@ const AdminService: ServiceSchema = {
 
     reactivateTenant: {
       rest: { method: "POST", fullPath: "/v1/admin/tenants/:id/reactivate" },
+      responses: { 200: ok("The tenant", Tenant) },
       auth: "user",
       roles: STAFF,
       summary: "Lift a tenant's suspension",
@@ -423,6 +448,8 @@ const AdminService: ServiceSchema = {
 
     createTenantKey: {
       rest: { method: "POST", fullPath: "/v1/admin/tenants/:id/api-keys" },
+      responses: { 201: ok("The new key (the secret is shown only here)", ApiKeyCreated) },
+      errors: [409, 422],
       auth: "user",
       roles: STAFF,
       summary: "Create an API key for a tenant (the key is shown only in this response)",
@@ -442,6 +469,7 @@ const AdminService: ServiceSchema = {
 
     listTenantKeys: {
       rest: { method: "GET", fullPath: "/v1/admin/tenants/:id/api-keys" },
+      responses: { 200: ok("One page of the tenant's keys", pageOf(TenantApiKey)) },
       auth: "user",
       roles: READERS,
       summary: "A tenant's API keys (never the secret)",
@@ -462,6 +490,7 @@ const AdminService: ServiceSchema = {
 
     revokeTenantKey: {
       rest: { method: "DELETE", fullPath: "/v1/admin/tenants/:id/api-keys/:key_id" },
+      responses: { 200: ok("The revoked key", TenantApiKey) },
       auth: "user",
       roles: STAFF,
       summary: "Revoke one of a tenant's API keys",
@@ -471,12 +500,15 @@ const AdminService: ServiceSchema = {
         const before = (await this.db.query("SELECT * FROM api_keys WHERE id = $1 AND tenant_id = $2", [ctx.params.key_id, ctx.params.id])).rows[0];
         if (!before) throw notFound("API key");
         // factory.revokeApiKey audits the revocation (api_key.revoke), the staff member as the actor.
-        return this.callAsTenant(ctx, "factory.revokeApiKey", { id: ctx.params.key_id }, ctx.params.id);
+        const revoked = await this.callAsTenant(ctx, "factory.revokeApiKey", { id: ctx.params.key_id }, ctx.params.id);
+        // The same view as this route's list (created_by included), not the factory's.
+        return keyView({ ...before, ...revoked });
       },
     } as any,
 
     exportTenant: {
       rest: { method: "GET", fullPath: "/v1/admin/tenants/:id/export" },
+      responses: { 200: { description: "One JSON object per line, each with its `type`", content: { "application/x-ndjson": TenantExportLine } } },
       auth: "user",
       roles: ["admin", "auditor", "tenant_admin"],
       summary: "All of a tenant's data as a stream of JSON lines: tenant, users, keys, batches, products, scans, reports, webhooks, audit",
@@ -492,6 +524,7 @@ const AdminService: ServiceSchema = {
 
     erasePersonalData: {
       rest: { method: "POST", fullPath: "/v1/admin/tenants/:id/erase-personal-data" },
+      responses: { 200: ok("What was erased", ErasureResult) },
       auth: "user",
       roles: ADMIN_ONLY,
       summary: "Erase a tenant's personal data on request (report contacts and texts, scan locations, its users' identities); confirm with the tenant id",
@@ -522,6 +555,9 @@ const AdminService: ServiceSchema = {
     // ---- Users ---------------------------------------------------------------------------------
     createUser: {
       rest: { method: "POST", fullPath: "/v1/admin/users" },
+      responses: { 201: ok("The new user", User) },
+      // 404: the tenant_id names no tenant.
+      errors: [404, 409, 422],
       auth: "user",
       roles: USER_MANAGERS,
       summary: "Create a user; without a password an invitation to set one is mailed. Tenant admins create users of their own tenant.",
@@ -579,6 +615,7 @@ const AdminService: ServiceSchema = {
 
     listUsers: {
       rest: { method: "GET", fullPath: "/v1/admin/users" },
+      responses: { 200: ok("One page of users", pageOf(User)) },
       auth: "user",
       roles: EVERYONE,
       summary: "List users, oldest first (tenant users: their tenant's)",
@@ -607,6 +644,7 @@ const AdminService: ServiceSchema = {
 
     getUser: {
       rest: { method: "GET", fullPath: "/v1/admin/users/:id" },
+      responses: { 200: ok("The user", User) },
       auth: "user",
       roles: EVERYONE,
       summary: "One user (tenant users: of their tenant only)",
@@ -618,6 +656,8 @@ const AdminService: ServiceSchema = {
 
     updateUser: {
       rest: { method: "PATCH", fullPath: "/v1/admin/users/:id" },
+      responses: { 200: ok("The user, and the fields that were ignored", UserUpdated) },
+      errors: [409],
       auth: "user",
       roles: USER_MANAGERS,
       summary: "Change a user's name or role; fields you may not set (role beyond your grant, tenant, email, status) are ignored",
@@ -643,6 +683,8 @@ const AdminService: ServiceSchema = {
 
     disableUser: {
       rest: { method: "POST", fullPath: "/v1/admin/users/:id/disable" },
+      responses: { 200: ok("The user", User) },
+      errors: [409],
       auth: "user",
       roles: USER_MANAGERS,
       summary: "Disable a user: their sessions end and their access tokens are refused within 5 s",
@@ -654,6 +696,7 @@ const AdminService: ServiceSchema = {
 
     enableUser: {
       rest: { method: "POST", fullPath: "/v1/admin/users/:id/enable" },
+      responses: { 200: ok("The user", User) },
       auth: "user",
       roles: USER_MANAGERS,
       summary: "Enable a disabled user again",
@@ -665,6 +708,7 @@ const AdminService: ServiceSchema = {
 
     unlockUser: {
       rest: { method: "POST", fullPath: "/v1/admin/users/:id/unlock" },
+      responses: { 200: ok("The user", User) },
       auth: "user",
       roles: USER_MANAGERS,
       summary: "Lift a user's lock-out after failed logins",
@@ -683,6 +727,8 @@ const AdminService: ServiceSchema = {
 
     inviteUser: {
       rest: { method: "POST", fullPath: "/v1/admin/users/:id/invite" },
+      responses: { 202: ok("The invitation is on its way", InviteSent) },
+      errors: [409],
       auth: "user",
       roles: USER_MANAGERS,
       summary: "Mail a new set-password link (earlier links stop working)",
@@ -708,6 +754,7 @@ const AdminService: ServiceSchema = {
     // ---- Audit ---------------------------------------------------------------------------------
     auditLog: {
       rest: { method: "GET", fullPath: "/v1/admin/audit" },
+      responses: { 200: { description: "One page of entries, or with ?format every match (a JSON array or CSV)", content: { "application/json": { oneOf: [pageOf(AuditEntry), arrayOf(AuditExportEntry)] }, "text/csv": null } } },
       auth: "user",
       roles: EVERYONE,
       summary: "The audit trail, newest first, filtered by actor, action (\"user.*\" for a prefix), tenant, target and time; ?format=csv|json exports every match as a stream",
@@ -747,6 +794,7 @@ const AdminService: ServiceSchema = {
 
     verifyAudit: {
       rest: { method: "GET", fullPath: "/v1/admin/audit/verify" },
+      responses: { 200: ok("The chain's verification", AuditVerification) },
       auth: "user",
       roles: READERS,
       summary: "Walk the audit trail's hash chain from the first entry: the first broken link, if any, and whether the stored head matches",
@@ -758,6 +806,7 @@ const AdminService: ServiceSchema = {
     // ---- Dashboard and analytics ---------------------------------------------------------------
     dashboard: {
       rest: { method: "GET", fullPath: "/v1/admin/dashboard" },
+      responses: { 200: ok("The dashboard", Dashboard) },
       auth: "user",
       roles: EVERYONE,
       summary: "Tenants, batches by status, products, anchors by status, scans today and over 7 days, suspicious rate, outbox lag, failed webhook deliveries",
@@ -769,6 +818,7 @@ const AdminService: ServiceSchema = {
 
     fraud: {
       rest: { method: "GET", fullPath: "/v1/admin/analytics/fraud" },
+      responses: { 200: ok("Fraud analytics", FraudAnalytics) },
       auth: "user",
       roles: EVERYONE,
       summary: "Suspicious and invalid rates by tenant, product (SKU) and batch, and the riskiest tags, over a time range (default 30 days)",
@@ -781,6 +831,7 @@ const AdminService: ServiceSchema = {
 
     geo: {
       rest: { method: "GET", fullPath: "/v1/admin/analytics/geo" },
+      responses: { 200: ok("Scans per grid cell or per country", GeoAnalytics) },
       auth: "user",
       roles: EVERYONE,
       summary: "Scan counts by verdict per grid cell (cell = degrees: 0.25, 0.5, 1, 2, 5, 10; named by its south-west corner) or per country (by=country)",
@@ -800,6 +851,7 @@ const AdminService: ServiceSchema = {
 
     trends: {
       rest: { method: "GET", fullPath: "/v1/admin/analytics/trends" },
+      responses: { 200: ok("Daily series", TrendAnalytics) },
       auth: "user",
       roles: EVERYONE,
       summary: "Daily scans by verdict, and batches registered and anchored per day (UTC days; default 30)",
@@ -812,6 +864,7 @@ const AdminService: ServiceSchema = {
 
     scans: {
       rest: { method: "GET", fullPath: "/v1/admin/scans" },
+      responses: { 200: ok("One page of scans", pageOf(AdminScan)) },
       auth: "user",
       roles: EVERYONE,
       summary: "Recent scans, newest first, with their product (tenant users: their tenant's)",
@@ -844,6 +897,7 @@ const AdminService: ServiceSchema = {
     // ---- God mode ------------------------------------------------------------------------------
     godSystem: {
       rest: { method: "GET", fullPath: "/v1/admin/god/system" },
+      responses: { 200: ok("The running system", SystemStatus) },
       auth: "user",
       roles: READERS,
       summary: "The running system: broker nodes and their services, open circuit breakers, outbox lag, anchor queue, webhooks, maintenance, runtime settings",
@@ -854,6 +908,7 @@ const AdminService: ServiceSchema = {
 
     godFailures: {
       rest: { method: "GET", fullPath: "/v1/admin/god/failures" },
+      responses: { 200: ok("What waits for a hand", Failures) },
       auth: "user",
       roles: READERS,
       summary: "What is waiting for a hand: failed batches, failed anchors, outbox events still pending after retries, dead webhook deliveries",
@@ -865,6 +920,8 @@ const AdminService: ServiceSchema = {
 
     godRetryBatch: {
       rest: { method: "POST", fullPath: "/v1/admin/god/batches/:id/retry" },
+      responses: { 202: ok("The batch is queued for registration again", BatchRetried) },
+      errors: [409],
       auth: "user",
       roles: STAFF,
       summary: "Retry a failed batch's registration (factory)",
@@ -878,6 +935,8 @@ const AdminService: ServiceSchema = {
 
     godRetryAnchor: {
       rest: { method: "POST", fullPath: "/v1/admin/god/anchors/:id/retry" },
+      responses: { 202: ok("The anchor is queued again", AnchorRetried) },
+      errors: [409],
       auth: "user",
       roles: STAFF,
       summary: "Retry a failed anchor: by period id, batch id or anchor job id (anchor)",
@@ -891,6 +950,7 @@ const AdminService: ServiceSchema = {
 
     godAnchorNow: {
       rest: { method: "POST", fullPath: "/v1/admin/god/anchor/cycle" },
+      responses: { 200: ok("What the cycle did", AnchorCycle) },
       auth: "user",
       roles: STAFF,
       summary: "Run an anchoring cycle now, opening a period for whatever waits (anchor.cycle)",
@@ -903,6 +963,8 @@ const AdminService: ServiceSchema = {
 
     godRequeueOutbox: {
       rest: { method: "POST", fullPath: "/v1/admin/god/outbox/requeue" },
+      responses: { 200: ok("The events made due now", OutboxRequeued) },
+      errors: [404],
       auth: "user",
       roles: STAFF,
       summary: "Deliver pending outbox events now (one by id, or every one still pending), instead of at their backoff time",
@@ -914,6 +976,8 @@ const AdminService: ServiceSchema = {
 
     godRequeueWebhooks: {
       rest: { method: "POST", fullPath: "/v1/admin/god/webhooks/requeue" },
+      responses: { 200: ok("The deliveries replayed", WebhooksRequeued) },
+      errors: [404],
       auth: "user",
       roles: STAFF,
       summary: "Replay dead webhook deliveries (one, a tenant's, or all; at most 1,000 per call) through the webhooks service",
@@ -925,6 +989,8 @@ const AdminService: ServiceSchema = {
 
     godRetry: {
       rest: { method: "POST", fullPath: "/v1/admin/god/retry/:id" },
+      responses: { 202: ok("What was retried, by kind", AnythingRetried) },
+      errors: [409],
       auth: "user",
       roles: STAFF,
       summary: "Retry whatever this id names: a failed batch, a failed anchor (period, batch or job), an outbox event (number) or a dead webhook delivery",
@@ -938,6 +1004,7 @@ const AdminService: ServiceSchema = {
 
     godSettings: {
       rest: { method: "GET", fullPath: "/v1/admin/god/settings" },
+      responses: { 200: ok("The runtime settings", RuntimeSettings) },
       auth: "user",
       roles: READERS,
       summary: "Runtime settings: each key with its environment default and the value stored in god mode",
@@ -948,6 +1015,7 @@ const AdminService: ServiceSchema = {
 
     godSetSetting: {
       rest: { method: "PUT", fullPath: "/v1/admin/god/settings/:key" },
+      responses: { 200: ok("The setting", RuntimeSettingView) },
       auth: "user",
       roles: ADMIN_ONLY,
       summary: "Change a runtime setting (overrides its environment variable on every node within seconds)",
@@ -972,6 +1040,7 @@ const AdminService: ServiceSchema = {
 
     godResetSetting: {
       rest: { method: "DELETE", fullPath: "/v1/admin/god/settings/:key" },
+      responses: { 200: ok("The setting", RuntimeSettingView) },
       auth: "user",
       roles: ADMIN_ONLY,
       summary: "Forget a runtime setting's stored value: its environment variable applies again",
@@ -989,6 +1058,7 @@ const AdminService: ServiceSchema = {
 
     godGetRisk: {
       rest: { method: "GET", fullPath: "/v1/admin/god/tenants/:id/risk" },
+      responses: { 200: ok("The tenant's risk configuration", TenantRisk) },
       auth: "user",
       roles: READERS,
       summary: "A tenant's risk-model override and the configuration in effect",
@@ -1008,6 +1078,7 @@ const AdminService: ServiceSchema = {
 
     godSetRisk: {
       rest: { method: "PUT", fullPath: "/v1/admin/god/tenants/:id/risk" },
+      responses: { 200: ok("The tenant's risk configuration", TenantRiskSet) },
       auth: "user",
       roles: ADMIN_ONLY,
       summary: "Set a tenant's risk weights and thresholds (a partial override of the defaults; null removes it). Checked before it is stored.",
@@ -1038,6 +1109,8 @@ const AdminService: ServiceSchema = {
 
     godRotateJwt: {
       rest: { method: "POST", fullPath: "/v1/admin/god/jwt/rotate" },
+      responses: { 200: ok("The new key id, and the keys that verify until they retire", JwtRotated) },
+      errors: [409],
       auth: "user",
       roles: ADMIN_ONLY,
       summary: "Rotate the access-token signing key: a new kid signs from now; the old key verifies until its last tokens expire",
@@ -1048,6 +1121,7 @@ const AdminService: ServiceSchema = {
 
     godMaintenance: {
       rest: { method: "POST", fullPath: "/v1/admin/god/maintenance/run" },
+      responses: { 200: ok("Each job's outcome", MaintenanceRun) },
       auth: "user",
       roles: STAFF,
       summary: "Run scheduled maintenance now: retention (scan locations, report contacts, expired tokens) and the maintenance service's jobs",
@@ -1075,6 +1149,7 @@ const AdminService: ServiceSchema = {
     // ---- The web console -----------------------------------------------------------------------
     console: {
       rest: { method: "GET", fullPath: "/admin" },
+      responses: { 200: media("The console page", "text/html") },
       auth: "public",
       summary: "The web console (platform staff and tenant staff)",
       handler(this: any, ctx: Context<any, any>) {
@@ -1086,6 +1161,7 @@ const AdminService: ServiceSchema = {
 
     consoleAsset: {
       rest: { method: "GET", fullPath: "/admin/:file" },
+      responses: { 200: { description: "The file", content: { "application/javascript": null, "text/css": null, "text/html": null, "application/json": WorldShapes } } },
       auth: "public",
       summary: "The web console's script, stylesheet and offline world map",
       params: { file: { type: "string", max: 40 } },
@@ -1460,7 +1536,8 @@ const AdminService: ServiceSchema = {
         count: v.count,
         head: res.ok ? res.head : null,
         stored_head: stored,
-        broken: broken ?? (headMatches ? null : { reason: "head_mismatch", detail: `the stored head (seq ${stored?.seq}) does not match the last entry (seq ${res.ok ? res.head?.seq ?? 0 : "?"}): entries were removed from the end or the head was edited` }),
+        // The link's own ok flag would repeat the top-level one.
+        broken: broken ? { seq: broken.seq, reason: broken.reason, detail: broken.detail } : (headMatches ? null : { reason: "head_mismatch", detail: `the stored head (seq ${stored?.seq}) does not match the last entry (seq ${res.ok ? res.head?.seq ?? 0 : "?"}): entries were removed from the end or the head was edited` }),
       };
     },
 

@@ -46,6 +46,8 @@ import { checkWebhookUrl } from "../lib/ssrf";
 import { listParams, decodeCursor, page, DEFAULT_LIMIT } from "../lib/cursor";
 import { renderVerifierPage, VERIFIER_CSS } from "../lib/verifier-page";
 import { buildVerifierBundle } from "../lib/verifier-bundle";
+import { media, ok } from "../lib/schemas/common";
+import { AnchorJob, AnchorStatus, BatchVerification, Identity, ProofDocument, ProofVerification, TransactionVerification } from "../lib/schemas/anchor";
 
 // The advisory lock that makes one node at a time run the cycle, cluster-wide.
 const CYCLE_LOCK = 7261003;
@@ -147,6 +149,8 @@ const AnchorService: ServiceSchema = {
       summary: "Ask for a batch to be anchored in the next cycle (asking again returns the same job); callback_url gets batch.anchored",
       successStatus: 202,
       params: { batch_id: "uuid", callback_url: { type: "string", optional: true, max: 2048 } },
+      responses: { 202: ok("The batch's anchor job", AnchorJob) },
+      errors: [404, 409, 422],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const { batch_id: batchId, callback_url: callbackUrl } = ctx.params;
@@ -184,6 +188,7 @@ const AnchorService: ServiceSchema = {
       scope: "batches:read",
       summary: "A batch's anchor: pending, submitted, confirmed (n confirmations), final or failed; transaction and block",
       params: { batch_id: "uuid" },
+      responses: { 200: ok("The batch's anchor", AnchorStatus) },
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const b = await this.db.query("SELECT 1 FROM batches WHERE id = $1 AND tenant_id = $2", [ctx.params.batch_id, tenant]);
@@ -199,6 +204,8 @@ const AnchorService: ServiceSchema = {
       summary: "Put a failed (dead-lettered) anchor back in the queue, by batch id or job id",
       successStatus: 202,
       params: { id: "uuid" },
+      responses: { 202: ok("Requeued: the anchor as it is now", AnchorStatus) },
+      errors: [409, 422],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const { rows } = await this.db.query(
@@ -276,6 +283,8 @@ const AnchorService: ServiceSchema = {
       auth: "public",
       summary: "A product's self-contained proof document (voketag-proof/1, docs/PROOFS.md), once its batch is anchored",
       params: { id: "uuid" },
+      responses: { 200: ok("The proof document", ProofDocument) },
+      errors: [409],
       async handler(this: any, ctx: Context<any, any>) {
         const { rows } = await this.db.query(
           `SELECT p.*, b.tree, b.leaf_count, b.root FROM products p JOIN batches b ON b.id = p.batch_id WHERE p.id = $1`,
@@ -307,6 +316,7 @@ const AnchorService: ServiceSchema = {
       rest: { method: "POST", fullPath: "/v1/verify/proof" },
       auth: "public",
       summary: "Verify a proof document (the body is the document itself); every check reported by name",
+      responses: { 200: ok("Every check by name (valid: false when one fails)", ProofVerification) },
       async handler(this: any, ctx: Context<any, any>) {
         const { $idem, ...body } = ctx.params;
         let doc;
@@ -327,6 +337,7 @@ const AnchorService: ServiceSchema = {
       auth: "public",
       summary: "Recompute a batch's root from its stored products and compare it with the chain",
       params: { batch_id: "uuid" },
+      responses: { 200: ok("Every check by name", BatchVerification) },
       async handler(this: any, ctx: Context<any, any>) {
         const b = await this.db.query("SELECT id, tenant_id, root, leaf_count, status FROM batches WHERE id = $1", [ctx.params.batch_id]);
         if (!b.rowCount) throw notFound("batch");
@@ -376,6 +387,7 @@ const AnchorService: ServiceSchema = {
       auth: "public",
       summary: "What an anchoring transaction carries, read from the chain",
       params: { tx_id: { type: "string", pattern: /^0x[0-9a-fA-F]{64}$/ } },
+      responses: { 200: ok("What the transaction anchors", TransactionVerification) },
       async handler(this: any, ctx: Context<any, any>) {
         const txHash = ctx.params.tx_id.toLowerCase();
         const tx = await this.chain.transaction(txHash);
@@ -406,6 +418,7 @@ const AnchorService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/.well-known/voketag.json" },
       auth: "public",
       summary: "This instance's identity for verifiers: chains, anchoring addresses, token key ids, proof formats",
+      responses: { 200: ok("The identity document", Identity) },
       async handler(this: any, ctx: Context<any, any>) {
         const ring = await this.tokenKeyring();
         const settings = await this.anchorSettings();
@@ -443,6 +456,7 @@ const AnchorService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/verify" },
       auth: "public",
       summary: "Browser verifier: checks a proof document against an RPC URL you give, in your browser",
+      responses: { 200: media("The verifier page", "text/html") },
       handler(this: any, ctx: Context<any, any>) {
         ctx.meta.$responseType = "text/html; charset=utf-8";
         // The page's script talks to the RPC the user names (any origin); scripts stay same-origin only.
@@ -459,6 +473,7 @@ const AnchorService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/assets/verify.js" },
       auth: "public",
       summary: "Script of the browser verifier (lib/proof and lib/merkle bundled for the browser)",
+      responses: { 200: media("The verifier script", "text/javascript") },
       async handler(this: any, ctx: Context<any, any>) {
         const bundle = await this.verifierBundle();
         ctx.meta.$responseType = "text/javascript; charset=utf-8";
@@ -471,6 +486,7 @@ const AnchorService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/assets/verify.css" },
       auth: "public",
       summary: "Stylesheet of the browser verifier",
+      responses: { 200: media("The stylesheet", "text/css") },
       handler(ctx: Context<any, any>) {
         ctx.meta.$responseType = "text/css; charset=utf-8";
         ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=300" };

@@ -15,6 +15,8 @@ import { RateLimiter } from "../mixins/rate-limiter";
 import { renderScanPage, renderThankYouPage, renderPrivacyPage, consumerPage, SCAN_PAGE_CSS, SCAN_PAGE_JS } from "../lib/scan-page";
 import { parseDigitalLinkPath } from "../lib/gs1";
 import type { Principal } from "../mixins/principal";
+import { media, ok } from "../lib/schemas/common";
+import { ErrorBody, Health, OpenApiDocument, Readiness, pageErrors, html } from "../lib/schemas/api";
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -143,6 +145,7 @@ const ApiService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/v1/health" },
       auth: "public",
       summary: "Liveness: the process is up",
+      responses: { 200: ok("The process is up", Health) },
       handler() {
         return { status: "ok", node: this.broker.nodeID, uptime_s: Math.round(process.uptime()) };
       },
@@ -152,6 +155,11 @@ const ApiService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/v1/ready" },
       auth: "public",
       summary: "Readiness: every dependency in use answers (503 naming the failing one otherwise)",
+      responses: {
+        200: ok("Every dependency answers", Readiness),
+        // The same body names the failing dependencies (Retry-After: 5).
+        503: ok("A dependency does not answer", { oneOf: [Readiness, ErrorBody] }),
+      },
       async handler(this: any, ctx: Context<any, any>) {
         const checks: Record<string, { ok: boolean; detail?: string; [k: string]: unknown }> = {};
         if (this.config.transporter) checks.nats = { ok: !!(this.broker as any).transit?.connected };
@@ -189,6 +197,7 @@ const ApiService: ServiceSchema = {
       auth: "user",
       roles: ["admin", "operator", "auditor"],
       summary: "This node's metrics in Prometheus text format (scrapers use METRICS_PORT on each node)",
+      responses: { 200: media("Prometheus text exposition format 0.0.4", "text/plain") },
       handler(this: any, ctx: Context<any, any>) {
         const reporter = ((this.broker.metrics as any).reporter || []).find((r: any) => typeof r.generatePrometheusResponse === "function");
         ctx.meta.$responseType = "text/plain; version=0.0.4; charset=utf-8";
@@ -200,6 +209,7 @@ const ApiService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/openapi.json" },
       auth: "public",
       summary: "This API's OpenAPI 3.1 document",
+      responses: { 200: ok("The OpenAPI 3.1 document", OpenApiDocument) },
       handler(this: any) {
         return this.openApiDocument();
       },
@@ -209,6 +219,7 @@ const ApiService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/docs" },
       auth: "public",
       summary: "Human-readable API reference",
+      responses: { 200: html("The API reference page") },
       handler(this: any, ctx: Context<any, any>) {
         ctx.meta.$responseType = "text/html; charset=utf-8";
         return renderDocsPage(this.openApiDocument(), { title: "VokeTag API" });
@@ -219,6 +230,7 @@ const ApiService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/docs/docs.css" },
       auth: "public",
       summary: "Stylesheet of /docs",
+      responses: { 200: media("The stylesheet", "text/css") },
       handler(ctx: Context<any, any>) {
         ctx.meta.$responseType = "text/css; charset=utf-8";
         return DOCS_CSS;
@@ -231,6 +243,7 @@ const ApiService: ServiceSchema = {
       auth: "public",
       params: { token: "string" },
       summary: "The consumer's verification page for a tag (records one scan)",
+      responses: { 200: html("The verification page (its verdict shown; an invalid token is a page too)"), ...pageErrors() },
       async handler(this: any, ctx: Context<any, any>) {
         return consumerPage(ctx.meta, async () => {
           const result: any = await ctx.call("scan.verify", { token: ctx.params.token, channel: "page" });
@@ -257,6 +270,7 @@ const ApiService: ServiceSchema = {
         vt: { type: "any", optional: true },
       },
       summary: "GS1 Digital Link (/01/{gtin}/10/{lot}/21/{serial}?vt={token}): the same verification page (records one scan)",
+      responses: { 200: html("The verification page"), ...pageErrors() },
       async handler(this: any, ctx: Context<any, any>) {
         return consumerPage(ctx.meta, async () => {
           // Path parameters arrive decoded: re-encode each so parseDigitalLinkPath checks exactly what was sent.
@@ -277,6 +291,7 @@ const ApiService: ServiceSchema = {
       contentTypes: ["application/x-www-form-urlencoded"],
       params: { token: "string", scan_id: "string", receipt: "string", lat: "string", lng: "string", accuracy_m: { type: "string", optional: true } },
       summary: "The page's optional 'share my location' form: adds the location to the scan just made (no new scan)",
+      responses: { 200: html("The verification page again, with the location taken into account"), ...pageErrors() },
       async handler(this: any, ctx: Context<any, any>) {
         return consumerPage(ctx.meta, async () => {
           const num = (v: unknown) => (typeof v === "string" && v.trim() !== "" ? Number(v) : undefined);
@@ -299,6 +314,13 @@ const ApiService: ServiceSchema = {
       contentTypes: ["application/x-www-form-urlencoded"],
       params: { token: "string", form: "string", reason: "string", details: { type: "string", optional: true }, contact: { type: "string", optional: true } },
       summary: "The page's report form (works without JavaScript): files a report, answers a thank-you page",
+      responses: {
+        201: html("The thank-you page (the report is filed)"),
+        ...pageErrors(),
+        // The form's token is its idempotency key: a second submission while the first runs, or with other fields.
+        409: html("The same form is still being submitted: an error page"),
+        422: html("The same form was already submitted with other fields: an error page"),
+      },
       async handler(this: any, ctx: Context<any, any>) {
         return consumerPage(ctx.meta, async () => {
           const blank = (v: unknown) => (typeof v === "string" && v.trim() !== "" ? v.trim() : undefined);
@@ -321,6 +343,7 @@ const ApiService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/privacy" },
       auth: "public",
       summary: "The consumer pages' privacy notice",
+      responses: { 200: html("The privacy notice") },
       handler(ctx: Context<any, any>) {
         ctx.meta.$responseType = "text/html; charset=utf-8";
         return renderPrivacyPage({ lang: ctx.meta.client?.acceptLanguage });
@@ -331,6 +354,7 @@ const ApiService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/assets/scan.css" },
       auth: "public",
       summary: "Stylesheet of the consumer page",
+      responses: { 200: media("The stylesheet", "text/css") },
       handler(ctx: Context<any, any>) {
         ctx.meta.$responseType = "text/css; charset=utf-8";
         ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=3600" };
@@ -342,6 +366,7 @@ const ApiService: ServiceSchema = {
       rest: { method: "GET", fullPath: "/assets/scan.js" },
       auth: "public",
       summary: "The consumer page's only script: offers to share a location",
+      responses: { 200: media("The script", "text/javascript") },
       handler(ctx: Context<any, any>) {
         ctx.meta.$responseType = "text/javascript; charset=utf-8";
         ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=3600" };
@@ -547,6 +572,7 @@ const ApiService: ServiceSchema = {
             contentTypes: def.contentTypes,
             successStatus: def.successStatus,
             responses: def.responses,
+            errors: def.errors,
           });
       }
       return buildOpenApi({

@@ -42,6 +42,27 @@ import { isValidIso2 } from "../lib/geo";
 import { chunkStart, MAX_UPLOAD_BYTES, PIECE_BYTES, UPLOAD_CONTENT_TYPES } from "../lib/uploads";
 import { Label, labelCsvHeader, labelCsvLine, labelsPdf, svgSheet, LABELS_PER_PAGE } from "../lib/labels";
 import type { OutboxEvent } from "../lib/events";
+import { ok } from "../lib/schemas/common";
+import {
+  ApiKey,
+  ApiKeyCreated,
+  ApiKeyPage,
+  BATCH_STATUSES,
+  BatchAccepted,
+  BatchDetail,
+  BatchPage,
+  BatchRetried,
+  Product,
+  PRODUCT_STATUSES,
+  ProductDetail,
+  ProductPage,
+  ProductRetagged,
+  Recall,
+  RecallPage,
+  Upload,
+  UploadPage,
+  VOID_REASONS,
+} from "../lib/schemas/factory";
 
 const productItem = {
   type: "object",
@@ -73,7 +94,6 @@ const batchBody = {
 const uuidParam = { type: "uuid" };
 const MAX_INLINE_PRODUCTS = 10_000;
 const REGISTERED = ["registered", "anchoring", "anchored"];
-const VOID_REASONS = ["lost", "damaged", "misprinted", "stolen", "other"];
 // Rows per INSERT transaction on PGlite (see insertChunked) and rows per COPY write on Postgres.
 const PGLITE_CHUNK = 2000;
 const COPY_WRITE_BYTES = 1 << 16;
@@ -144,6 +164,8 @@ const FactoryService: ServiceSchema = {
         name: { type: "string", min: 1, max: 100 },
         scopes: { type: "array", items: "string", optional: true },
       },
+      responses: { 201: ok("The key, shown only here", ApiKeyCreated) },
+      errors: [409, 422],
       async handler(this: any, ctx: Context<any, any>) {
         const p = principalOf(ctx);
         const tenant = tenantOf(ctx);
@@ -164,6 +186,7 @@ const FactoryService: ServiceSchema = {
       scope: "keys:read",
       summary: "List your tenant's API keys (never the secret)",
       params: { ...listParams },
+      responses: { 200: ok("A page of keys", ApiKeyPage) },
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
@@ -184,6 +207,7 @@ const FactoryService: ServiceSchema = {
       scope: "keys:read",
       summary: "One of your tenant's API keys (never the secret)",
       params: { id: uuidParam },
+      responses: { 200: ok("The key", ApiKey) },
       async handler(this: any, ctx: Context<any, any>) {
         const { rows } = await this.db.query(
           "SELECT id, name, prefix, scopes, created_at, revoked_at, last_used_at FROM api_keys WHERE id = $1 AND tenant_id = $2",
@@ -200,6 +224,7 @@ const FactoryService: ServiceSchema = {
       scope: "keys:write",
       summary: "Revoke an API key (it stops working at once)",
       params: { id: uuidParam },
+      responses: { 200: ok("The key, revoked", ApiKey) },
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         return this.db.tx(async (q: Queryable) => {
@@ -231,6 +256,8 @@ const FactoryService: ServiceSchema = {
         // Rows are checked by lib/products (row-numbered errors, first 100), not here.
         products: { type: "array", optional: true, items: { type: "object" }, description: "[{sku, name, serial, gtin?, lot?, attributes?}] (JSON bodies)" },
       },
+      responses: { 202: ok("Accepted: the batch registers in the background", BatchAccepted) },
+      errors: [409, 422],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const regions = this.checkRegions(ctx.params.market_regions);
@@ -258,6 +285,8 @@ const FactoryService: ServiceSchema = {
       summary: "Register one product (a one-product batch; 202 with the batch id)",
       successStatus: 202,
       params: { ...productItem.props, market_regions: marketRegionsParam },
+      responses: { 202: ok("Accepted: the one-product batch registers in the background", BatchAccepted) },
+      errors: [409, 422],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const { market_regions, ...product } = ctx.params;
@@ -272,6 +301,7 @@ const FactoryService: ServiceSchema = {
       scope: "batches:read",
       summary: "One product with its current tag, the tags it had before, and its recall if any",
       params: { id: uuidParam },
+      responses: { 200: ok("The product with its tags", ProductDetail) },
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const { rows } = await this.db.query("SELECT * FROM products WHERE id = $1 AND tenant_id = $2", [ctx.params.id, tenant]);
@@ -301,7 +331,8 @@ const FactoryService: ServiceSchema = {
       auth: "key",
       scope: "batches:read",
       summary: "List your batches, newest first",
-      params: { ...listParams, status: { type: "enum", values: ["received", "processing", "registered", "anchoring", "anchored", "failed"], optional: true } },
+      params: { ...listParams, status: { type: "enum", values: [...BATCH_STATUSES], optional: true } },
+      responses: { 200: ok("A page of batches", BatchPage) },
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
@@ -322,6 +353,7 @@ const FactoryService: ServiceSchema = {
       scope: "batches:read",
       summary: "A batch with its status, progress (done/total, rate, ETA while processing) and history",
       params: { id: uuidParam },
+      responses: { 200: ok("The batch", BatchDetail) },
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const { rows } = await this.db.query(`SELECT ${BATCH_COLUMNS} FROM ${BATCH_FROM} WHERE b.id = $1 AND b.tenant_id = $2`, [ctx.params.id, tenant]);
@@ -336,7 +368,8 @@ const FactoryService: ServiceSchema = {
       auth: "key",
       scope: "batches:read",
       summary: "The batch's products with their tokens, verification URLs and GS1 Digital Links (none until registered)",
-      params: { id: uuidParam, ...listParams, status: { type: "enum", values: ["active", "recalled", "void"], optional: true } },
+      params: { id: uuidParam, ...listParams, status: { type: "enum", values: [...PRODUCT_STATUSES], optional: true } },
+      responses: { 200: ok("A page of products", ProductPage) },
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
@@ -368,8 +401,9 @@ const FactoryService: ServiceSchema = {
         page: { type: "number", integer: true, min: 1, optional: true, convert: true },
       },
       responses: {
-        200: { description: "The labels", contentType: "application/pdf" },
+        200: { description: "The labels in the format asked for", content: { "application/pdf": null, "text/csv": null, "image/svg+xml": null } },
       },
+      errors: [409],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const format = ctx.params.format ?? "pdf";
@@ -429,6 +463,8 @@ const FactoryService: ServiceSchema = {
         content_type: { type: "enum", values: [...UPLOAD_CONTENT_TYPES], optional: true },
         ...batchBody,
       },
+      responses: { 201: ok("The upload, ready for its bytes", Upload) },
+      errors: [409, 422],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const p = principalOf(ctx);
@@ -461,6 +497,11 @@ const FactoryService: ServiceSchema = {
       timeout: 0,
       retryPolicy: { enabled: false },
       params: { id: uuidParam, offset: { type: "number", integer: true, min: 0, optional: true, convert: true } },
+      responses: {
+        200: ok("The chunk is stored; the file is not complete yet", Upload),
+        202: ok("The file is complete: it becomes a batch (batch_id)", Upload),
+      },
+      errors: [409, 422],
       async handler(this: any, ctx: Context<any, any>) {
         return this.appendUpload(ctx, tenantOf(ctx));
       },
@@ -472,6 +513,7 @@ const FactoryService: ServiceSchema = {
       scope: "batches:read",
       summary: "What has arrived of an upload (received bytes = the offset to resume from), its status and its batch",
       params: { id: uuidParam },
+      responses: { 200: ok("The upload", Upload) },
       async handler(this: any, ctx: Context<any, any>) {
         const up = await this.uploadOf(ctx.params.id, tenantOf(ctx));
         ctx.meta.$responseHeaders = { "Upload-Offset": String(up.received), "Upload-Length": String(up.size), "Cache-Control": "no-store" };
@@ -485,6 +527,7 @@ const FactoryService: ServiceSchema = {
       scope: "batches:read",
       summary: "Your uploads, newest first",
       params: { ...listParams },
+      responses: { 200: ok("A page of uploads", UploadPage) },
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
@@ -505,6 +548,8 @@ const FactoryService: ServiceSchema = {
       scope: "batches:write",
       summary: "Abandon an unfinished upload (its bytes are deleted)",
       params: { id: uuidParam },
+      responses: { 200: ok("The upload, cancelled", Upload) },
+      errors: [409],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const up = await this.uploadOf(ctx.params.id, tenant);
@@ -528,6 +573,8 @@ const FactoryService: ServiceSchema = {
       summary: "Recall one product: scans answer `recalled` at once (event product.recalled)",
       successStatus: 201,
       params: { id: uuidParam, reason: { type: "string", min: 1, max: 500, trim: true } },
+      responses: { 201: ok("The recall", Recall) },
+      errors: [409, 422],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         return this.idempotent(ctx, async () => {
@@ -563,6 +610,8 @@ const FactoryService: ServiceSchema = {
       summary: "Register again a batch that failed on the server's side (its data was kept); 202. A batch that failed on its data needs a corrected batch (409)",
       successStatus: 202,
       params: { id: uuidParam },
+      responses: { 202: ok("Accepted: registration starts again", BatchRetried) },
+      errors: [409],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const b = await this.db.tx(async (q: Queryable) => {
@@ -589,6 +638,8 @@ const FactoryService: ServiceSchema = {
       summary: "Recall every product of a batch not already recalled (event product.recalled)",
       successStatus: 201,
       params: { id: uuidParam, reason: { type: "string", min: 1, max: 500, trim: true } },
+      responses: { 201: ok("The recall", Recall) },
+      errors: [409, 422],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         return this.idempotent(ctx, async () => {
@@ -629,6 +680,7 @@ const FactoryService: ServiceSchema = {
       scope: "batches:read",
       summary: "Your recalls, newest first (withdrawn ones included)",
       params: { ...listParams },
+      responses: { 200: ok("A page of recalls", RecallPage) },
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
@@ -648,6 +700,7 @@ const FactoryService: ServiceSchema = {
       scope: "batches:read",
       summary: "One recall",
       params: { id: uuidParam },
+      responses: { 200: ok("The recall", Recall) },
       async handler(this: any, ctx: Context<any, any>) {
         const { rows } = await this.db.query("SELECT * FROM recalls WHERE id = $1 AND tenant_id = $2", [ctx.params.id, tenantOf(ctx)]);
         if (!rows.length) throw notFound("recall");
@@ -661,6 +714,8 @@ const FactoryService: ServiceSchema = {
       scope: "recalls:write",
       summary: "Withdraw a recall: its products are active again (event product.recall_withdrawn)",
       params: { id: uuidParam, reason: { type: "string", max: 500, optional: true, trim: true } },
+      responses: { 200: ok("The recall, withdrawn", Recall) },
+      errors: [409],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const { recall, keys } = await this.db.tx(async (q: Queryable) => {
@@ -697,7 +752,9 @@ const FactoryService: ServiceSchema = {
       auth: "key",
       scope: "products:write",
       summary: "Void the product's printed tag (lost, damaged, misprinted, stolen): its token answers as void from now on",
-      params: { id: uuidParam, reason: { type: "enum", values: VOID_REASONS }, details: { type: "string", max: 500, optional: true } },
+      params: { id: uuidParam, reason: { type: "enum", values: [...VOID_REASONS] }, details: { type: "string", max: 500, optional: true } },
+      responses: { 200: ok("The product; its printed tag is void", Product) },
+      errors: [409],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const ring = await this.tokenKeyring();
@@ -727,7 +784,9 @@ const FactoryService: ServiceSchema = {
         "Issue a replacement tag for the same product record: a new token (the printed one becomes void, if it was not already). " +
         "201 with the product, its new token and URLs",
       successStatus: 201,
-      params: { id: uuidParam, reason: { type: "enum", values: VOID_REASONS }, details: { type: "string", max: 500, optional: true } },
+      params: { id: uuidParam, reason: { type: "enum", values: [...VOID_REASONS] }, details: { type: "string", max: 500, optional: true } },
+      responses: { 201: ok("The product with its new tag", ProductRetagged) },
+      errors: [409, 422],
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const ring: TokenKeyring = await this.tokenKeyring();

@@ -17,6 +17,11 @@ import { WEBHOOK_EVENTS, TEST_EVENT, EVENT_EXAMPLES, unknownEvents, messageBody 
 import { nextRetryDelay } from "../lib/retry-schedule";
 import { postWebhook, refuseUrl, PostResult } from "../lib/webhook-http";
 import type { UrlPolicy } from "../lib/ssrf";
+import { withRequestId } from "../mixins/request-context";
+import { ok, page as pageOf } from "../lib/schemas/common";
+import {
+  WebhookDelivery, WebhookDeliveryDetail, WebhookEndpoint, WebhookEndpointDeleted, WebhookEndpointWithSecret, WebhookEventTypes,
+} from "../lib/schemas/webhooks";
 
 /** A rotated-out secret keeps signing (as a second signature) this long. */
 const ROTATION_OVERLAP_HOURS = 24;
@@ -52,6 +57,8 @@ interface Claimed {
   secret: string;
   previous_secret: string | null;
   previous_valid: boolean;
+  /** The request that caused the event (outbox.request_id); null for test deliveries. */
+  request_id: string | null;
 }
 
 const WebhooksService: ServiceSchema = {
@@ -73,6 +80,8 @@ const WebhooksService: ServiceSchema = {
     // ---- Endpoints ---------------------------------------------------------------------------
     create: {
       rest: { method: "POST", fullPath: "/v1/webhooks" },
+      responses: { 201: ok("The endpoint, with its signing secret (shown only here)", WebhookEndpointWithSecret) },
+      errors: [409, 422],
       auth: "key",
       scope: "webhooks:write",
       summary: "Register a webhook endpoint (its signing secret is shown only in this answer)",
@@ -112,6 +121,7 @@ const WebhooksService: ServiceSchema = {
 
     list: {
       rest: { method: "GET", fullPath: "/v1/webhooks" },
+      responses: { 200: ok("One page of endpoints", pageOf(WebhookEndpoint)) },
       auth: "key",
       scope: "webhooks:read",
       summary: "List your webhook endpoints (and your callback channel, kind \"callback\"), oldest first",
@@ -131,6 +141,7 @@ const WebhooksService: ServiceSchema = {
 
     eventTypes: {
       rest: { method: "GET", fullPath: "/v1/webhooks/event-types" },
+      responses: { 200: ok("The event types", WebhookEventTypes) },
       auth: "key",
       scope: "webhooks:read",
       summary: "The events an endpoint can subscribe to, each with an example body",
@@ -141,6 +152,7 @@ const WebhooksService: ServiceSchema = {
 
     get: {
       rest: { method: "GET", fullPath: "/v1/webhooks/:id" },
+      responses: { 200: ok("The endpoint", WebhookEndpoint) },
       auth: "key",
       scope: "webhooks:read",
       summary: "One webhook endpoint (never its secret)",
@@ -152,6 +164,7 @@ const WebhooksService: ServiceSchema = {
 
     remove: {
       rest: { method: "DELETE", fullPath: "/v1/webhooks/:id" },
+      responses: { 200: ok("The deleted endpoint", WebhookEndpointDeleted) },
       auth: "key",
       scope: "webhooks:write",
       summary: "Delete a webhook endpoint; its pending deliveries are cancelled",
@@ -173,6 +186,8 @@ const WebhooksService: ServiceSchema = {
 
     rotateSecret: {
       rest: { method: "POST", fullPath: "/v1/webhooks/:id/rotate-secret" },
+      responses: { 200: ok("The endpoint, with its new secret (shown only here)", WebhookEndpointWithSecret) },
+      errors: [409, 422],
       auth: "key",
       scope: "webhooks:write",
       summary: `Replace the signing secret (shown once); the previous one also signs for ${ROTATION_OVERLAP_HOURS} h`,
@@ -192,6 +207,7 @@ const WebhooksService: ServiceSchema = {
 
     enable: {
       rest: { method: "POST", fullPath: "/v1/webhooks/:id/enable" },
+      responses: { 200: ok("The endpoint", WebhookEndpoint) },
       auth: "key",
       scope: "webhooks:write",
       summary: "Re-enable an endpoint (disabled by you or by a 410 answer); its held deliveries resume",
@@ -205,6 +221,7 @@ const WebhooksService: ServiceSchema = {
 
     disable: {
       rest: { method: "POST", fullPath: "/v1/webhooks/:id/disable" },
+      responses: { 200: ok("The endpoint", WebhookEndpoint) },
       auth: "key",
       scope: "webhooks:write",
       summary: "Pause an endpoint: no new events are queued for it and queued ones wait",
@@ -216,6 +233,8 @@ const WebhooksService: ServiceSchema = {
 
     test: {
       rest: { method: "POST", fullPath: "/v1/webhooks/:id/test" },
+      responses: { 202: ok("The queued test delivery", WebhookDelivery) },
+      errors: [409, 422],
       auth: "key",
       scope: "webhooks:write",
       summary: "Queue a signed webhook.test delivery to the endpoint (202; follow it in its deliveries)",
@@ -247,6 +266,8 @@ const WebhooksService: ServiceSchema = {
     // ---- The callback channel (one-off callbacks such as POST /v1/anchor's callback_url) -------
     callbacks: {
       rest: { method: "POST", fullPath: "/v1/webhooks/callbacks" },
+      responses: { 201: ok("The callback channel, with its secret (shown only here)", WebhookEndpointWithSecret) },
+      errors: [409, 422],
       auth: "key",
       scope: "webhooks:write",
       summary: "Get your callback signing secret (shown once): creates your callback channel, or rotates its secret",
@@ -270,6 +291,7 @@ const WebhooksService: ServiceSchema = {
     // ---- Deliveries --------------------------------------------------------------------------
     deliveries: {
       rest: { method: "GET", fullPath: "/v1/webhooks/:id/deliveries" },
+      responses: { 200: ok("One page of deliveries", pageOf(WebhookDelivery)) },
       auth: "key",
       scope: "webhooks:read",
       summary: "An endpoint's deliveries, newest first: status, attempts, last response code and latency",
@@ -291,6 +313,7 @@ const WebhooksService: ServiceSchema = {
 
     delivery: {
       rest: { method: "GET", fullPath: "/v1/webhooks/:id/deliveries/:delivery_id" },
+      responses: { 200: ok("The delivery with its payload and attempts", WebhookDeliveryDetail) },
       auth: "key",
       scope: "webhooks:read",
       summary: "One delivery with its payload and every attempt",
@@ -309,6 +332,8 @@ const WebhooksService: ServiceSchema = {
 
     replay: {
       rest: { method: "POST", fullPath: "/v1/webhooks/:id/deliveries/:delivery_id/replay" },
+      responses: { 202: ok("The delivery, pending again", WebhookDelivery) },
+      errors: [409, 422],
       auth: "key",
       scope: "webhooks:write",
       summary: "Send a finished (dead or succeeded) delivery again, same webhook-id, with a fresh retry schedule",
@@ -503,7 +528,9 @@ const WebhooksService: ServiceSchema = {
         w.again = true;
         return;
       }
-      w.sweeping = this.sweepLoop().finally(() => (w.sweeping = null));
+      // Outside any request's scope: a poke from onEvent must not lend that event's request id to
+      // the sweep, whose deliveries each run under their own (deliverOne).
+      w.sweeping = withRequestId(null, () => this.sweepLoop()).finally(() => (w.sweeping = null));
     },
 
     async sweepLoop(this: any) {
@@ -527,13 +554,16 @@ const WebhooksService: ServiceSchema = {
       for (const row of rows) {
         w.inFlight++;
         w.held.add(row.lease_token);
-        this.deliverOne(row)
-          .catch((err: any) => this.logger.error({ delivery_id: row.id, err: err?.message }, "webhook delivery failed to record"))
-          .finally(() => {
-            w.inFlight--;
-            w.held.delete(row.lease_token);
-            this.pokeWorker();
-          });
+        // Each delivery logs under the request id of the request that caused its event.
+        withRequestId(row.request_id, () =>
+          this.deliverOne(row)
+            .catch((err: any) => this.logger.error({ delivery_id: row.id, err: err?.message }, "webhook delivery failed to record"))
+            .finally(() => {
+              w.inFlight--;
+              w.held.delete(row.lease_token);
+              this.pokeWorker();
+            }),
+        );
       }
       // A full batch means more may be due.
       if (rows.length === free) w.again = true;
@@ -559,7 +589,8 @@ const WebhooksService: ServiceSchema = {
           WHERE d.id = due.id AND e.id = d.endpoint_id
          RETURNING d.id, d.endpoint_id, d.tenant_id, d.webhook_id, d.event_type, d.url, d.payload, d.attempts, d.cycle_attempts,
                    d.lease_token, due.prev_token, due.prev_node, e.kind, e.url AS endpoint_url, e.secret, e.previous_secret,
-                   coalesce(e.previous_expires_at > now(), false) AS previous_valid`,
+                   coalesce(e.previous_expires_at > now(), false) AS previous_valid,
+                   (SELECT o.request_id FROM outbox o WHERE o.id = d.event_id) AS request_id`,
         [limit, this.broker.nodeID, this.config.webhooks.leaseSeconds],
       );
       const lost = rows.filter((r: Claimed) => r.prev_token);

@@ -51,6 +51,23 @@ describe("OpenAPI contract", () => {
     expect(unserved).toEqual([]);
   });
 
+  it("gives every operation a success response with a body schema (or its media type when not JSON)", async () => {
+    const spec = (await client(base).get("/openapi.json")).body;
+    const missing: string[] = [];
+    for (const [path, item] of Object.entries<any>(spec.paths))
+      for (const [method, op] of Object.entries<any>(item)) {
+        const ok = Object.entries<any>(op.responses ?? {}).filter(([code]) => /^[23]/.test(code));
+        const described = ok.some(([code, r]) => {
+          if (code === "204" || /^3/.test(code)) return true;
+          const content = r.content ?? {};
+          // A JSON body needs its schema; other media types (CSV, PDF, HTML, JSON lines) are named only.
+          return Object.entries<any>(content).some(([media, c]) => (/^application\/(json|[^;]+\+json)$/.test(media) ? !!c.schema?.type || !!c.schema?.$ref || !!c.schema?.oneOf || !!c.schema?.anyOf : true));
+        });
+        if (!described) missing.push(`${method.toUpperCase()} ${path}`);
+      }
+    expect(missing).toEqual([]);
+  });
+
   it("documents every operation with auth and an error schema, and renders /docs from local assets", async () => {
     const api = client(base);
     const spec = (await api.get("/openapi.json")).body;

@@ -1,9 +1,11 @@
 // Webhooks on the embedded default (one process, PGlite): the same claim-and-lease SQL on PGlite's
-// single connection, retries, and a delivery that survives the process being SIGKILLed and
-// started again on the same data directory.
+// single connection, retries, the request id of the request that caused an event on every log line
+// of its delivery, and a delivery that survives the process being SIGKILLed and started again on
+// the same data directory.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import crypto from "node:crypto";
 import { Webhook } from "standardwebhooks";
 import { startNode, freePort, NodeHandle } from "../support/node-process";
 import { ADMIN } from "../support/journey";
@@ -62,6 +64,46 @@ describe("webhooks on embedded defaults", () => {
     const l = await until(() => api.get(`/v1/webhooks/${ep.body.id}/deliveries`, key), (r) => r.body.items[0]?.status === "succeeded");
     expect(l.body.items[0]).toMatchObject({ attempts: 3, response_status: 200 });
   }, 40_000);
+
+  it("logs each delivery attempt under the request id of the request that caused the event", async () => {
+    const ep = await api.post("/v1/webhooks", { url: receiver.url("/recalls"), events: ["product.recalled"] }, key);
+    expect(ep.status).toBe(201);
+    const batch = await api.post("/v1/batches", { products: [{ sku: "S", name: "N", serial: "R-1" }, { sku: "S", name: "N", serial: "R-2" }] }, key);
+    await until(() => api.get(`/v1/batches/${batch.body.id}`, key), (r) => r.body.status === "registered" || r.body.status === "anchored");
+    const products = (await api.get(`/v1/batches/${batch.body.id}/products`, key)).body.items;
+
+    // Two failed attempts per event, so the worker logs them ("webhook attempt failed"): the first
+    // made by the sweep the event's arrival started, the retry by a later one; the third succeeds.
+    const tries = new Map<string, number>();
+    receiver.setHandler((r) => {
+      const id = r.headers["webhook-id"];
+      tries.set(id, (tries.get(id) ?? 0) + 1);
+      return tries.get(id)! <= 2 ? { status: 500, body: "not yet" } : { status: 200 };
+    });
+    const ids = [`recall-${crypto.randomUUID()}`, `recall-${crypto.randomUUID()}`];
+    for (let i = 0; i < 2; i++) {
+      const r = await api.request("POST", `/v1/products/${products[i].id}/recall`, { body: { reason: "clasp" }, headers: { ...key, "x-request-id": ids[i] } });
+      expect(r.status).toBe(201);
+      expect(r.headers.get("x-request-id")).toBe(ids[i]);
+    }
+    const got = await receiver.waitFor((all) => all.filter((r) => r.path === "/recalls").length >= 6, 20_000);
+    await until(() => api.get(`/v1/webhooks/${ep.body.id}/deliveries`, key), (r) => r.body.items.length === 2 && r.body.items.every((d: any) => d.status === "succeeded"));
+
+    // Which webhook-id carries which recall: the body names the tag.
+    const webhookIdOf = (tag: string) => got.find((r: Received) => r.path === "/recalls" && JSON.parse(r.body).data.tag_ids[0] === tag)!.headers["webhook-id"];
+    const lines = node.logs.flatMap((l) => {
+      try {
+        return [JSON.parse(l)];
+      } catch {
+        return [];
+      }
+    });
+    for (let i = 0; i < 2; i++) {
+      const attempts = lines.filter((l) => l.msg === "webhook attempt failed" && l.webhook_id === webhookIdOf(products[i].id));
+      expect(attempts.length).toBe(2);
+      for (const l of attempts) expect(l.request_id).toBe(ids[i]);
+    }
+  }, 60_000);
 
   it("finishes a delivery the process was killed in the middle of, after a restart on the same data", async () => {
     const ep = await api.post("/v1/webhooks", { url: receiver.url("/k"), events: ["batch.registered"] }, key);

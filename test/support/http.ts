@@ -1,4 +1,7 @@
-// A small JSON client for integration tests.
+// A small JSON client for integration tests. Every response it sees is checked against the
+// gateway's /openapi.json (test/support/contract.ts) unless a call passes `contract: false`.
+import { assertConforms } from "./contract";
+
 export interface Res<T = any> {
   status: number;
   headers: Headers;
@@ -7,7 +10,7 @@ export interface Res<T = any> {
 }
 
 export function client(base: string) {
-  async function request<T = any>(method: string, path: string, opts: { body?: unknown; headers?: Record<string, string>; raw?: string } = {}): Promise<Res<T>> {
+  async function request<T = any>(method: string, path: string, opts: { body?: unknown; headers?: Record<string, string>; raw?: string; contract?: boolean } = {}): Promise<Res<T>> {
     const headers: Record<string, string> = { ...(opts.headers || {}) };
     let body: string | undefined;
     if (opts.raw !== undefined) body = opts.raw;
@@ -23,6 +26,8 @@ export function client(base: string) {
     } catch {
       /* not JSON */
     }
+    if (opts.contract !== false && process.env.VOKETAG_CONTRACT !== "0")
+      await assertConforms(base, { method, url: res.url || base + path, status: res.status, contentType: res.headers.get("content-type"), body: parsed, text });
     return { status: res.status, headers: res.headers, body: parsed, text };
   }
   return {

@@ -101,3 +101,18 @@ describe("TLS as configuration", () => {
     expect(loadConfig({ REDIS_TLS_CA_FILE: ca }).tls.redisCaFile).toBe(ca);
   });
 });
+
+describe("WORKERS", () => {
+  const cluster = { TRANSPORTER: "nats://127.0.0.1:4222", DATABASE_URL: "postgres://127.0.0.1/test" };
+  it("is 1 by default and takes a count when the workers can be a cluster", () => {
+    expect(loadConfig({}).workers).toBe(1);
+    expect(loadConfig({ ...cluster, WORKERS: "3", SERVICES: "api,scan" }).workers).toBe(3);
+    expect(loadConfig({ ...cluster, WORKERS: "2", ANCHOR_RPC_URL: "http://127.0.0.1:8545" }).workers).toBe(2);
+  });
+  it("refuses several workers on the embedded defaults, which are one process's", () => {
+    expect(() => loadConfig({ WORKERS: "2" })).toThrow(/needs TRANSPORTER/);
+    expect(() => loadConfig({ WORKERS: "2", TRANSPORTER: cluster.TRANSPORTER })).toThrow(/needs DATABASE_URL/);
+    expect(() => loadConfig({ ...cluster, WORKERS: "2" })).toThrow(/needs ANCHOR_RPC_URL/);
+    expect(() => loadConfig({ WORKERS: "0" })).toThrow(/WORKERS must be >= 1/);
+  });
+});
