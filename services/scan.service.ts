@@ -233,17 +233,6 @@ const ScanService: ServiceSchema = {
       },
     },
 
-    /** The product as the scan path needs it; cached (Redis in the cluster), cleaned on status changes. */
-    lookup: {
-      visibility: "public",
-      // The key is spelled out (not Moleculer's quoted default) so invalidation can name it.
-      cache: { keys: ["id"], ttl: LOOKUP_TTL, keygen: (_action: unknown, _opts: unknown, ctx: any) => CACHE_KEY(ctx.params.id) },
-      params: { id: "uuid" },
-      handler(this: any, ctx: Context<any, any>) {
-        return this.readProduct(ctx.params.id);
-      },
-    },
-
     /** Drops cached lookups of these products (or of a whole batch) on this node's cacher. */
     invalidate: {
       visibility: "public",
@@ -352,11 +341,12 @@ const ScanService: ServiceSchema = {
     },
 
     /**
-     * The scan.lookup action's cache entry, read (and filled on a miss) here rather than through a
-     * nested action call: measured, the nested call's context and middleware chain cost about a
-     * tenth of a scan's CPU. Same key, same TTL, so invalidation and other callers are unchanged.
+     * The product as the scan path needs it, through the Moleculer cacher (Redis in the cluster),
+     * cleaned on status changes (invalidateProducts names the same key). Read here rather than
+     * through a cached action: measured, a nested action call's context and middleware chain cost
+     * about a tenth of a scan's CPU.
      */
-    async lookup(this: any, _ctx: Context<any, any>, id: string) {
+    async lookup(this: any, id: string) {
       const cacher = this.broker.cacher;
       if (!cacher) return this.readProduct(id);
       const key = CACHE_KEY(id);
@@ -415,7 +405,7 @@ const ScanService: ServiceSchema = {
       let device: string = this.deviceOf(ctx, params.fingerprint);
       let network: string = hashNetwork(ctx.meta.client?.ip || "", this.networkSecret());
       const v = params.token ? verifyToken(params.token, ring) : { ok: false as const };
-      let product: any = v.ok ? await this.lookup(ctx, v.tagId) : null;
+      let product: any = v.ok ? await this.lookup(v.tagId) : null;
       // A GS1 Digital Link whose path names another product than its token is not one the brand printed.
       if (product && params.expect && !linkMatches(product, params.expect)) product = null;
 
@@ -611,7 +601,7 @@ const ScanService: ServiceSchema = {
     },
 
     async createReport(this: any, ctx: Context<any, any>, tagId: string, p: { reason: string; details?: string; contact?: string }) {
-      const product = await this.lookup(ctx, tagId);
+      const product = await this.lookup(tagId);
       if (!product) throw notFound("tag");
       const device = this.deviceOf(ctx);
       const id = await this.db.tx(async (q: Queryable) => {
