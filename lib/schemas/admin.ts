@@ -6,6 +6,7 @@ import { VERDICTS } from "../analytics";
 import { FACTOR_NAMES } from "../risk";
 import { RUNTIME_SETTINGS } from "../runtime-settings";
 import { AnchorStatus, ANCHOR_STATUSES } from "./anchor";
+import { scanFields } from "./scan";
 import { ApiKey, BATCH_STATUSES, BatchRetried as FactoryBatchRetried, PRODUCT_STATUSES, RowError } from "./factory";
 import { anyValue, arrayOf, bool, enumOf, freeObject, int, nullable, num, obj, str, strings, timestamp, uuid, JsonSchema } from "./common";
 
@@ -211,12 +212,7 @@ export const TrendAnalytics = obj({
 });
 
 export const AdminScan = obj({
-  id: uuid,
-  at: timestamp,
-  verdict: enumOf(VERDICTS),
-  score: int,
-  country: nullable(str),
-  location: nullable(obj({ lat: num, lng: num })),
+  ...scanFields,
   tenant_id: nullable(uuid),
   tag_id: nullable(uuid),
   batch_id: nullable(uuid),

@@ -1,11 +1,11 @@
 // Response schemas of the scan routes: the verification answer (ARCHITECTURE.md, Scan), a tag's scan
 // history and a filed report. Shapes follow scan.verifyScan and scan.history.
 import { FACTOR_NAMES } from "../risk";
+import { VERDICTS } from "../analytics";
 import { arrayOf, enumOf, freeObject, int, nullable, num, obj, page, str, strings, timestamp, uuid } from "./common";
 import { ANCHOR_STATUSES } from "./anchor";
 import { PRODUCT_STATUSES, TAG_STATUSES } from "./factory";
 
-export const VERDICTS = ["authentic", "suspicious", "recalled", "invalid"] as const;
 export const RISK_LEVELS = ["low", "medium", "high"] as const;
 export const SCAN_CHANNELS = ["api", "page", "gs1"] as const;
 
@@ -51,14 +51,19 @@ export const ScanResult = obj({
   scan: obj({ id: uuid, count: { type: "integer", minimum: 1 }, devices: { type: "integer", minimum: 1 }, first_scanned_at: timestamp }),
 });
 
-/** One scan of a tag as its history lists it (factors: the ones that contributed). */
-export const ScanHistoryItem = obj({
+/** What every listing of scans shows of one (a tag's history, the admin's scan search). */
+export const scanFields = {
   id: uuid,
   at: timestamp,
   verdict: enumOf(VERDICTS),
   score: int,
   country: nullable(str),
   location: nullable(obj({ lat: num, lng: num })),
+};
+
+/** One scan of a tag as its history lists it (factors: the ones that contributed). */
+export const ScanHistoryItem = obj({
+  ...scanFields,
   located_at: nullable(timestamp),
   channel: nullable(enumOf(SCAN_CHANNELS)),
   device: { type: "string", description: "A prefix of the device hash: tells devices apart, identifies none." },
