@@ -9,11 +9,11 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import net from "node:net";
 import { spawn, ChildProcess } from "node:child_process";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Client } from "pg";
+import { freePort } from "../test/support/node-process";
 import { from as copyFrom } from "pg-copy-streams";
 import { productLeafHash } from "../lib/proof";
 import { copyField } from "../lib/products";
@@ -27,17 +27,6 @@ const PG = arg("--database-url", process.env.TEST_DATABASE_URL || "postgres://po
 const ROOT = path.resolve(__dirname, "..");
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const GTIN = "09506000134352";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
 
 /** Peak resident set of a process, MiB (Linux VmHWM). */
 function peakRssMb(pid: number): number {

@@ -4,22 +4,14 @@
 // cores all serve; a worker that dies is started again.
 import cluster from "node:cluster";
 import { ServiceBroker } from "moleculer";
-import { loadConfig, ConfigError, Config } from "../lib/config";
+import type { Config } from "../lib/config";
+import { configOrExit } from "./config-or-exit";
 import { brokerOptions } from "../moleculer.config";
 import { createNode } from "../services";
 import { startHealthListener } from "../mixins/health-listener";
 
 async function main() {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`voketag: configuration error: ${err.message}`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = configOrExit("voketag");
   if (config.workers > 1 && cluster.isPrimary) return supervise(config);
   const broker: ServiceBroker = createNode(config, brokerOptions(config));
   let stopping = false;

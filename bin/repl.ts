@@ -6,7 +6,7 @@
 // Without TRANSPORTER it starts a whole embedded node (like `npm start`) and attaches to it.
 import os from "node:os";
 import type { ServiceBroker } from "moleculer";
-import { loadConfig, ConfigError } from "../lib/config";
+import { configOrExit } from "./config-or-exit";
 import { brokerOptions } from "../moleculer.config";
 import { createNode } from "../services";
 
@@ -117,16 +117,7 @@ export const COMMANDS = [
 ];
 
 async function main() {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`voketag repl: configuration error: ${err.message}`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = configOrExit("voketag repl");
   const joining = !!config.transporter;
   const base = brokerOptions(config);
   const options: any = {

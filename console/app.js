@@ -462,24 +462,10 @@
         }, "danger") : null)));
     const keyOut = h("div");
     main.append(h("h2", {}, "API keys"), keyOut);
-    if (canStaff()) {
-      const kname = h("input", { id: "key-name", required: true, placeholder: "factory line 1" });
-      main.append(h("form", { class: "inline", onsubmit: async (e) => {
-        e.preventDefault();
-        try {
-          const k = await post(`/v1/admin/tenants/${id}/api-keys`, { name: kname.value });
-          clear(keyOut).append(message("info", "Copy this key now: it is shown only once."), h("p", { class: "secret", id: "new-key" }, k.key));
-        } catch (err) { clear(keyOut).appendChild(message("err", err.message)); }
-      } }, h("label", {}, "New key", kname), h("button", { type: "submit" }, "Create key")));
-    }
-    main.append(table([
-      { label: "Name", value: (k) => k.name },
-      { label: "Prefix", value: (k) => h("span", { class: "mono" }, k.prefix) },
-      { label: "Scopes", value: (k) => k.scopes.join(" ") },
-      { label: "Last used", value: (k) => fmtDate(k.last_used_at) },
-      { label: "State", value: (k) => badge(k.revoked_at ? "revoked" : "active") },
-      { label: "", value: (k) => (canStaff() && !k.revoked_at ? act("Revoke", () => api("DELETE", `/v1/admin/tenants/${id}/api-keys/${k.id}`), "danger") : "") },
-    ], keys.items, { empty: "No keys." }));
+    keysPanel(main, keyOut, {
+      manage: canStaff(), inputId: "key-name", placeholder: "factory line 1", items: keys.items,
+      create: `/v1/admin/tenants/${id}/api-keys`, keyPath: (k) => `/v1/admin/tenants/${id}/api-keys/${k.id}`,
+    });
     main.append(h("h2", {}, "Users"), usersTable(users.items, out));
     if (risk) {
       const text = h("textarea", { id: "risk-json", "aria-label": "Risk override (JSON)" }, JSON.stringify(risk.override || {}, null, 2));
@@ -856,18 +842,16 @@
     ], list.items, { empty: "No recalls." }));
   };
 
-  VIEWS.keys = async (main, _p, _q, live) => {
-    const list = await get("/v1/api-keys?limit=200");
-    if (!live()) return;
-    const out = h("div");
-    main.append(h("h1", {}, "API keys"), out);
-    if (isTenantAdmin()) {
-      const name = h("input", { id: "own-key-name", required: true, placeholder: "ERP integration" });
+  // A tenant's API keys, for staff on the tenant's page and for a tenant admin on their own: create
+  // (the secret shown once, in `out`) and revoke.
+  function keysPanel(main, out, { manage, inputId, placeholder, items, create, keyPath }) {
+    if (manage) {
+      const name = h("input", { id: inputId, required: true, placeholder });
       main.append(h("form", { class: "inline", onsubmit: async (e) => {
         e.preventDefault();
         try {
-          const k = await post("/v1/api-keys", { name: name.value });
-          clear(out).append(message("info", "Copy this key now: it is shown only once."), h("p", { class: "secret" }, k.key));
+          const k = await post(create, { name: name.value });
+          clear(out).append(message("info", "Copy this key now: it is shown only once."), h("p", { class: "secret", id: "new-key" }, k.key));
         } catch (err) { clear(out).appendChild(message("err", err.message)); }
       } }, h("label", {}, "New key", name), h("button", { type: "submit" }, "Create key")));
     }
@@ -877,8 +861,19 @@
       { label: "Scopes", value: (k) => k.scopes.join(" ") },
       { label: "Last used", value: (k) => fmtDate(k.last_used_at) },
       { label: "State", value: (k) => badge(k.revoked_at ? "revoked" : "active") },
-      { label: "", value: (k) => (isTenantAdmin() && !k.revoked_at ? h("button", { class: "small danger", onclick: async () => { try { await api("DELETE", `/v1/api-keys/${k.id}`); route(); } catch (err) { clear(out).appendChild(message("err", err.message)); } } }, "Revoke") : "") },
-    ], list.items, { empty: "No keys." }));
+      { label: "", value: (k) => (manage && !k.revoked_at ? h("button", { class: "small danger", onclick: async () => { try { await api("DELETE", keyPath(k)); route(); } catch (err) { clear(out).appendChild(message("err", err.message)); } } }, "Revoke") : "") },
+    ], items, { empty: "No keys." }));
+  }
+
+  VIEWS.keys = async (main, _p, _q, live) => {
+    const list = await get("/v1/api-keys?limit=200");
+    if (!live()) return;
+    const out = h("div");
+    main.append(h("h1", {}, "API keys"), out);
+    keysPanel(main, out, {
+      manage: isTenantAdmin(), inputId: "own-key-name", placeholder: "ERP integration", items: list.items,
+      create: "/v1/api-keys", keyPath: (k) => `/v1/api-keys/${k.id}`,
+    });
   };
 
   VIEWS.webhooks = async (main, _p, _q, live) => {

@@ -9,10 +9,10 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import net from "node:net";
 import http from "node:http";
 import { spawn, ChildProcess } from "node:child_process";
 import { Client } from "pg";
+import { freePort } from "../test/support/node-process";
 
 function arg(name: string, fallback?: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -23,17 +23,6 @@ const CHUNK = 64 * 1024 * 1024;
 const ROOT = path.resolve(__dirname, "..");
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const since = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e9;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
 
 async function json(res: Response) {
   const text = await res.text();

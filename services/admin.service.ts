@@ -371,7 +371,7 @@ const AdminService: ServiceSchema = {
       params: { ...listParams, status: { type: "enum", values: ["active", "suspended"], optional: true }, q: { type: "string", max: 200, optional: true } },
       async handler(this: any, ctx: Context<any, any>) {
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
-        const c = this.cursorOf(ctx.params.cursor, 2);
+        const c = cursorParam(ctx.params.cursor, 2);
         const { rows } = await this.db.query(
           `SELECT * FROM tenants WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1::timestamptz, $2::uuid))
               AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR lower(name) LIKE lower($4) || '%')
@@ -477,7 +477,7 @@ const AdminService: ServiceSchema = {
       async handler(this: any, ctx: Context<any, any>) {
         await this.tenantFor(ctx, ctx.params.id);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
-        const c = this.cursorOf(ctx.params.cursor, 2);
+        const c = cursorParam(ctx.params.cursor, 2);
         const { rows } = await this.db.query(
           `SELECT * FROM api_keys WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
             ORDER BY created_at, id LIMIT $4`,
@@ -629,7 +629,7 @@ const AdminService: ServiceSchema = {
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = this.tenantScope(ctx, ctx.params.tenant_id);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
-        const c = this.cursorOf(ctx.params.cursor, 2);
+        const c = cursorParam(ctx.params.cursor, 2);
         const { rows } = await this.db.query(
           `SELECT * FROM users WHERE ($1::uuid IS NULL OR tenant_id = $1) AND ($2::text IS NULL OR role = $2) AND ($3::text IS NULL OR status = $3)
               AND ($4::text IS NULL OR lower(email) LIKE lower($4) || '%' OR lower(name) LIKE lower($4) || '%')
@@ -781,7 +781,7 @@ const AdminService: ServiceSchema = {
         };
         if (ctx.params.format) return this.auditExport(ctx, f, ctx.params.format);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
-        const c = this.cursorOf(ctx.params.cursor, 1);
+        const c = cursorParam(ctx.params.cursor, 1);
         const cond = auditCondition(f, 3);
         const { rows } = await this.db.query(
           `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE ($1::bigint IS NULL OR seq < $1) AND ${cond.sql} ORDER BY seq DESC LIMIT $2`,
@@ -872,7 +872,7 @@ const AdminService: ServiceSchema = {
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = this.tenantScope(ctx, ctx.params.tenant_id);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
-        const c = this.cursorOf(ctx.params.cursor, 2);
+        const c = cursorParam(ctx.params.cursor, 2);
         const { rows } = await this.db.query(
           `SELECT s.id, s.at, s.verdict, s.score, s.country, s.lat, s.lng, s.tenant_id, s.product_id, s.batch_id, s.factors, left(s.device, 12) AS device,
                   p.serial, p.sku, p.name AS product_name
@@ -1194,9 +1194,6 @@ const AdminService: ServiceSchema = {
 
   methods: {
     // ---- helpers -------------------------------------------------------------------------------
-    cursorOf(this: any, cursor: string | undefined, arity: number) {
-      return cursorParam(cursor, arity);
-    },
 
     rangeOf(this: any, params: any, defDays: number) {
       try {

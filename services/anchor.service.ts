@@ -13,7 +13,7 @@ import { IdempotencyMixin } from "../mixins/idempotency.mixin";
 import { TokensMixin } from "../mixins/tokens.mixin";
 import { AuditMixin } from "../mixins/audit.mixin";
 import { SettingsMixin } from "../mixins/settings.mixin";
-import { badRequest, conflict, notFound } from "../mixins/errors";
+import { badRequest, conflict, notFound, cursorParam } from "../mixins/errors";
 import { tenantOf } from "../mixins/principal";
 import type { Queryable } from "../mixins/database";
 import {
@@ -43,9 +43,10 @@ import {
   PROOF_VERSION,
 } from "../lib/proof";
 import { checkWebhookUrl } from "../lib/ssrf";
-import { listParams, decodeCursor, page, DEFAULT_LIMIT } from "../lib/cursor";
+import { listParams, page, DEFAULT_LIMIT } from "../lib/cursor";
 import { renderVerifierPage, VERIFIER_CSS } from "../lib/verifier-page";
 import { buildVerifierBundle } from "../lib/verifier-bundle";
+import { staticAsset } from "../mixins/static-asset";
 import { media, ok } from "../lib/schemas/common";
 import { AnchorJob, AnchorStatus, BatchVerification, Identity, ProofDocument, ProofVerification, TransactionVerification } from "../lib/schemas/anchor";
 
@@ -233,8 +234,7 @@ const AnchorService: ServiceSchema = {
       async handler(this: any, ctx: Context<any, any>) {
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
         const state = ctx.params.state ?? "open";
-        const c = ctx.params.cursor ? decodeCursor(ctx.params.cursor, 2) : null;
-        if (ctx.params.cursor && !c) throw badRequest("invalid cursor");
+        const c = cursorParam(ctx.params.cursor, 2);
         const { rows } = await this.db.query(
           `SELECT d.id, d.period_id, d.reason, d.attempts, d.created_at, d.requeued_at, d.requeued_by,
                   p.root, p.status AS period_status, p.nonce,
@@ -482,17 +482,7 @@ const AnchorService: ServiceSchema = {
       },
     } as any,
 
-    verifierCss: {
-      rest: { method: "GET", fullPath: "/assets/verify.css" },
-      auth: "public",
-      summary: "Stylesheet of the browser verifier",
-      responses: { 200: media("The stylesheet", "text/css") },
-      handler(ctx: Context<any, any>) {
-        ctx.meta.$responseType = "text/css; charset=utf-8";
-        ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=300" };
-        return VERIFIER_CSS;
-      },
-    } as any,
+    verifierCss: staticAsset({ path: "/assets/verify.css", summary: "Stylesheet of the browser verifier", type: "text/css", body: VERIFIER_CSS, maxAgeSeconds: 300 }),
   },
 
   methods: {

@@ -16,6 +16,7 @@ import { renderScanPage, renderThankYouPage, renderPrivacyPage, consumerPage, SC
 import { parseDigitalLinkPath } from "../lib/gs1";
 import type { Principal } from "../mixins/principal";
 import { media, ok } from "../lib/schemas/common";
+import { staticAsset } from "../mixins/static-asset";
 import { ErrorBody, Health, OpenApiDocument, Readiness, pageErrors, html } from "../lib/schemas/api";
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -131,6 +132,13 @@ const ApiService: ServiceSchema = {
           };
           req.$logAction = action.name;
         },
+        // moleculer-web sends ctx.meta.$location only with a 201 or a redirect; a 202 names where to
+        // follow the work it accepted just the same.
+        onAfterCall(this: any, ctx: Context<any, any>, _route: any, _req: any, res: any, data: unknown) {
+          const location = (ctx.meta as any).$location;
+          if (location && !res.headersSent) res.setHeader("Location", location);
+          return data;
+        },
       },
     ],
     onError(this: any, req: any, res: any, err: any) {
@@ -226,16 +234,7 @@ const ApiService: ServiceSchema = {
       },
     } as any,
 
-    docsCss: {
-      rest: { method: "GET", fullPath: "/docs/docs.css" },
-      auth: "public",
-      summary: "Stylesheet of /docs",
-      responses: { 200: media("The stylesheet", "text/css") },
-      handler(ctx: Context<any, any>) {
-        ctx.meta.$responseType = "text/css; charset=utf-8";
-        return DOCS_CSS;
-      },
-    } as any,
+    docsCss: staticAsset({ path: "/docs/docs.css", summary: "Stylesheet of /docs", type: "text/css", body: DOCS_CSS }),
 
     // ---- Consumer pages (HTML; the verification itself is one call to scan.verify) ------------
     scanPage: {
@@ -350,29 +349,14 @@ const ApiService: ServiceSchema = {
       },
     } as any,
 
-    scanPageCss: {
-      rest: { method: "GET", fullPath: "/assets/scan.css" },
-      auth: "public",
-      summary: "Stylesheet of the consumer page",
-      responses: { 200: media("The stylesheet", "text/css") },
-      handler(ctx: Context<any, any>) {
-        ctx.meta.$responseType = "text/css; charset=utf-8";
-        ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=3600" };
-        return SCAN_PAGE_CSS;
-      },
-    } as any,
-
-    scanPageJs: {
-      rest: { method: "GET", fullPath: "/assets/scan.js" },
-      auth: "public",
+    scanPageCss: staticAsset({ path: "/assets/scan.css", summary: "Stylesheet of the consumer page", type: "text/css", body: SCAN_PAGE_CSS, maxAgeSeconds: 3600 }),
+    scanPageJs: staticAsset({
+      path: "/assets/scan.js",
       summary: "The consumer page's only script: offers to share a location",
-      responses: { 200: media("The script", "text/javascript") },
-      handler(ctx: Context<any, any>) {
-        ctx.meta.$responseType = "text/javascript; charset=utf-8";
-        ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=3600" };
-        return SCAN_PAGE_JS;
-      },
-    } as any,
+      type: "text/javascript",
+      body: SCAN_PAGE_JS,
+      maxAgeSeconds: 3600,
+    }),
   },
   events: {
     // The port opens only when every local service has started (ARCHITECTURE.md, Runtime).

@@ -190,7 +190,7 @@ const FactoryService: ServiceSchema = {
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
-        const c = this.cursorOf(ctx.params.cursor, 2);
+        const c = cursorParam(ctx.params.cursor, 2);
         const { rows } = await this.db.query(
           `SELECT id, name, prefix, scopes, created_at, revoked_at, last_used_at FROM api_keys
             WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
@@ -336,7 +336,7 @@ const FactoryService: ServiceSchema = {
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
-        const c = this.cursorOf(ctx.params.cursor, 2);
+        const c = cursorParam(ctx.params.cursor, 2);
         const { rows } = await this.db.query(
           `SELECT ${BATCH_COLUMNS} FROM ${BATCH_FROM} WHERE b.tenant_id = $1 AND ($2::text IS NULL OR b.status = $2)
               AND ($3::timestamptz IS NULL OR (b.created_at, b.id) < ($3::timestamptz, $4::uuid))
@@ -373,7 +373,7 @@ const FactoryService: ServiceSchema = {
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
-        const c = this.cursorOf(ctx.params.cursor, 1);
+        const c = cursorParam(ctx.params.cursor, 1);
         const b = await this.db.query("SELECT status FROM batches WHERE id = $1 AND tenant_id = $2", [ctx.params.id, tenant]);
         if (!b.rowCount) throw notFound("batch");
         // Products of a batch still registering may be partly written (PGlite): show none until registered.
@@ -480,7 +480,7 @@ const FactoryService: ServiceSchema = {
             return rows[0];
           });
           ctx.meta.$statusCode = 201;
-          setLocation(ctx, `/v1/uploads/${up.id}`);
+          ctx.meta.$location = `/v1/uploads/${up.id}`;
           return uploadView(up);
         });
       },
@@ -531,7 +531,7 @@ const FactoryService: ServiceSchema = {
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
-        const c = this.cursorOf(ctx.params.cursor, 2);
+        const c = cursorParam(ctx.params.cursor, 2);
         const { rows } = await this.db.query(
           `SELECT * FROM uploads WHERE tenant_id = $1 AND kind = 'upload'
               AND ($2::timestamptz IS NULL OR (created_at, id) < ($2::timestamptz, $3::uuid))
@@ -597,7 +597,7 @@ const FactoryService: ServiceSchema = {
           this.pokeOutbox();
           await this.statusChanged(ctx, { product_ids: keys });
           ctx.meta.$statusCode = 201;
-          setLocation(ctx, `/v1/recalls/${recall.id}`);
+          ctx.meta.$location = `/v1/recalls/${recall.id}`;
           return recallView(recall);
         });
       },
@@ -668,7 +668,7 @@ const FactoryService: ServiceSchema = {
           this.pokeOutbox();
           await this.statusChanged(ctx, { batch_id: ctx.params.id, product_ids: keys });
           ctx.meta.$statusCode = 201;
-          setLocation(ctx, `/v1/recalls/${recall.id}`);
+          ctx.meta.$location = `/v1/recalls/${recall.id}`;
           return recallView(recall);
         });
       },
@@ -684,7 +684,7 @@ const FactoryService: ServiceSchema = {
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
-        const c = this.cursorOf(ctx.params.cursor, 2);
+        const c = cursorParam(ctx.params.cursor, 2);
         const { rows } = await this.db.query(
           `SELECT * FROM recalls WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2::timestamptz, $3::uuid))
             ORDER BY created_at DESC, id DESC LIMIT $4`,
@@ -855,9 +855,6 @@ const FactoryService: ServiceSchema = {
   },
 
   methods: {
-    cursorOf(this: any, cursor: string | undefined, arity: number) {
-      return cursorParam(cursor, arity);
-    },
 
     checkRegions(this: any, input: unknown): string[] {
       const regions = marketRegionsOf(input);
@@ -933,7 +930,7 @@ const FactoryService: ServiceSchema = {
         return rows[0];
       });
       (ctx.meta as any).$statusCode = 201;
-      setLocation(ctx, `/v1/api-keys/${row.id}`);
+      (ctx.meta as any).$location = `/v1/api-keys/${row.id}`;
       return { id: row.id, key, prefix, scopes: granted, name, tenant_id: tenantId, created_at: row.created_at };
     },
 
@@ -1017,7 +1014,7 @@ const FactoryService: ServiceSchema = {
         return batchId;
       });
       ctx.meta.$statusCode = 202;
-      setLocation(ctx, `/v1/batches/${id}`);
+      ctx.meta.$location = `/v1/batches/${id}`;
       this.scheduleBatch(id, ctx.requestID);
       return { id, status: "received", total: b.total || null };
     },
@@ -1097,7 +1094,7 @@ const FactoryService: ServiceSchema = {
         // The final chunk's answer was lost and the client asks again: the same answer, nothing new.
         ctx.meta.$responseHeaders = offsetHeaders(up);
         ctx.meta.$statusCode = 202;
-        setLocation(ctx, `/v1/batches/${up.batch_id}`);
+        ctx.meta.$location = `/v1/batches/${up.batch_id}`;
         return uploadView(up);
       }
       if (up.status !== "receiving") throw conflict(`the upload is ${up.status}`, uploadView(up));
@@ -1223,7 +1220,7 @@ const FactoryService: ServiceSchema = {
       if (batchId) this.scheduleBatch(batchId, ctx.requestID);
       const done = await this.uploadOf(up.id, up.tenant_id);
       ctx.meta.$statusCode = 202;
-      setLocation(ctx, `/v1/batches/${done.batch_id}`);
+      ctx.meta.$location = `/v1/batches/${done.batch_id}`;
       return uploadView(done);
     },
 
@@ -1771,11 +1768,6 @@ function pgQueryable(client: PoolClient): Queryable {
 }
 
 /** Location of what a 201/202 created (moleculer-web itself sets it for 201 and redirects only). */
-function setLocation(ctx: Context<any, any>, url: string) {
-  const meta = ctx.meta as any;
-  meta.$location = url;
-  meta.$responseHeaders = { ...(meta.$responseHeaders || {}), Location: url };
-}
 
 function actorOf(ctx: Context<any, any>): string | null {
   const p = ctx.meta?.principal;

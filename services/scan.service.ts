@@ -10,7 +10,7 @@ import { IdempotencyMixin } from "../mixins/idempotency.mixin";
 import { TokensMixin } from "../mixins/tokens.mixin";
 import { LedgerAppender, LEDGER_PARTITIONS, ScanRecord } from "../mixins/ledger-appender";
 import { TickBatcher } from "../lib/batcher";
-import { badRequest, notFound } from "../mixins/errors";
+import { badRequest, notFound, cursorParam } from "../mixins/errors";
 import { tenantOf } from "../mixins/principal";
 import type { Queryable } from "../mixins/database";
 import { verifyToken } from "../lib/token";
@@ -18,7 +18,7 @@ import { assessRisk, verdictFor, mergeRiskConfig, enumerationBuckets, DEFAULT_RI
 import { ChainVerifier, partitionFor } from "../lib/ledger";
 import { deviceFingerprint, hashNetwork } from "../lib/fingerprint";
 import { countryOf, coarsen } from "../lib/geo";
-import { listParams, decodeCursor, page, DEFAULT_LIMIT } from "../lib/cursor";
+import { listParams, page, DEFAULT_LIMIT } from "../lib/cursor";
 import { signPageToken, verifyPageToken, REPORT_REASONS } from "../lib/scan-page";
 import { ResilientRedisCacher } from "../mixins/resilient-cacher";
 import { ok } from "../lib/schemas/common";
@@ -158,8 +158,7 @@ const ScanService: ServiceSchema = {
       async handler(this: any, ctx: Context<any, any>) {
         const tenant = tenantOf(ctx);
         const limit = ctx.params.limit ?? DEFAULT_LIMIT;
-        const c = ctx.params.cursor ? decodeCursor(ctx.params.cursor, 2) : null;
-        if (ctx.params.cursor && !c) throw badRequest("invalid cursor");
+        const c = cursorParam(ctx.params.cursor, 2);
         // The product's id, or any tag it has had (a replacement tag's id).
         const p = await this.db.query("SELECT g.product_id FROM tags g JOIN products p ON p.id = g.product_id WHERE g.tag_id = $1 AND p.tenant_id = $2", [ctx.params.tag_id, tenant]);
         if (!p.rowCount) throw notFound("tag");

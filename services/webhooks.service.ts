@@ -7,10 +7,10 @@ import type { ServiceSchema, Context } from "moleculer";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { IdempotencyMixin } from "../mixins/idempotency.mixin";
 import { AuditMixin } from "../mixins/audit.mixin";
-import { badRequest, conflict, notFound } from "../mixins/errors";
+import { badRequest, conflict, notFound, cursorParam } from "../mixins/errors";
 import { principalOf, tenantOf } from "../mixins/principal";
 import type { Queryable } from "../mixins/database";
-import { listParams, decodeCursor, page, DEFAULT_LIMIT } from "../lib/cursor";
+import { listParams, page, DEFAULT_LIMIT } from "../lib/cursor";
 import type { OutboxEvent } from "../lib/events";
 import { generateSecret, newMessageId, signedHeaders } from "../lib/webhook-signing";
 import { WEBHOOK_EVENTS, TEST_EVENT, EVENT_EXAMPLES, unknownEvents, messageBody } from "../lib/webhook-events";
@@ -397,11 +397,11 @@ const WebhooksService: ServiceSchema = {
       return unique;
     },
 
+    /** Webhook lists page by sequence number: a one-number cursor. */
     cursorOf(cursor: string | undefined): number | null {
-      if (!cursor) return null;
-      const c = decodeCursor(cursor, 1);
-      if (!c || typeof c[0] !== "number") throw badRequest("invalid cursor");
-      return c[0];
+      const c = cursorParam(cursor, 1);
+      if (c && typeof c[0] !== "number") throw badRequest("invalid cursor");
+      return c ? (c[0] as number) : null;
     },
 
     /** The tenant's endpoint, or 404 (another tenant's id is as unknown as a made-up one). */

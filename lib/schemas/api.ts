@@ -3,7 +3,7 @@
 // consumerPage), while what the gateway refuses before the page runs (bad parameters, 413, 415, 429)
 // is the JSON Error: both are declared where both happen.
 import type { RouteResponse } from "../openapi";
-import { arrayOf, bool, enumOf, freeObject, int, nullable, obj, str, strings, type JsonSchema } from "./common";
+import { arrayOf, bool, enumOf, freeObject, int, media, nullable, obj, str, strings, type JsonSchema } from "./common";
 
 /** The Error body every JSON error carries (components.schemas.Error in the document). */
 export const ErrorBody: JsonSchema = { $ref: "#/components/schemas/Error" };
@@ -56,7 +56,7 @@ export const OpenApiDocument = obj(
 );
 
 /** An HTML page (consumer pages, /docs, /verify). */
-export const html = (description: string): RouteResponse => ({ description, contentType: "text/html" });
+export const html = (description: string): RouteResponse => media(description, "text/html");
 
 /** A status a page answers as an HTML page, or as the JSON Error when the gateway refuses first. */
 const htmlOrJson = (description: string): RouteResponse => ({ description, content: { "text/html": null, "application/json": ErrorBody } });

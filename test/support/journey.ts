@@ -96,6 +96,8 @@ export async function runJourney(base: string) {
   const anchor = await api.post("/v1/anchor", { batch_id: batchId }, key);
   expect(anchor.status).toBe(202);
   expect(anchor.body).toMatchObject({ batch_id: batchId });
+  // A 202 names where to follow the work, like a 201 names what it made.
+  expect(anchor.headers.get("location")).toBe(`/v1/anchor/${batchId}`);
   const again = await api.post("/v1/anchor", { batch_id: batchId }, key);
   expect(again.body.id).toBe(anchor.body.id);
   const final = await until(() => api.get(`/v1/anchor/${batchId}`, key), (r) => r.body.status === "final", 60_000, 300);
